@@ -1,0 +1,32 @@
+# One-command entry points. Everything a fresh clone needs is installed by these targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_OK  := $(VENV)/.installed
+NODE_OK := devtools/node_modules/.installed
+
+.PHONY: install test run bench clean
+
+install: $(PY_OK) $(NODE_OK)
+
+$(PY_OK): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_OK): devtools/package.json devtools/package-lock.json
+	cd devtools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install  ## the whole suite (Azurite, SFTP and the NIF sandbox are started by the tests)
+	$(BIN)/python -m pytest
+
+run: install   ## everything locally on embedded defaults; Ctrl-C stops it
+	$(BIN)/python -m devtools.run
+
+bench: install ## benchmarks; prints ratios against bare baselines measured in the same run
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) devtools/node_modules .local

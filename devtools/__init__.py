@@ -1,0 +1,1 @@
+"""Local-only tools (never deployed; excluded by .funcignore)."""

@@ -1,0 +1,14 @@
+"""Entry point the Functions host indexes: create the app, register the blueprints. Nothing else.
+
+Keep this import cheap and side-effect free: blueprint modules import only azure.functions and
+name their handlers as lazy "module:attr" strings (see docs/architecture.md).
+"""
+
+import azure.functions as func
+
+from functions import health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for _blueprint in (health.bp,):
+    app.register_functions(_blueprint)

@@ -1,0 +1,46 @@
+"""``GET /api/health``: is the configuration present and Table Storage reachable?"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.http import ApiRequest, ApiResponse, json_response
+
+log = logging.getLogger(__name__)
+
+
+def health(req: ApiRequest) -> ApiResponse:
+    from shared.config import get_settings
+    from pydantic import ValidationError
+
+    checks: dict[str, dict[str, str]] = {}
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        names = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
+        checks["configuration"] = {"status": "fail", "detail": "invalid settings: " + ", ".join(names)}
+        return json_response({"status": "fail", "checks": checks}, 503)
+
+    missing = [name for name, value in (
+        ("NIF_API_BASE_URL", settings.NIF_API_BASE_URL),
+        ("NIF_SUBSCRIPTION_KEY", settings.NIF_SUBSCRIPTION_KEY),
+        ("DATA_TABLES_CONNECTION or DATA_TABLES_ENDPOINT",
+         settings.DATA_TABLES_CONNECTION or settings.DATA_TABLES_ENDPOINT),
+    ) if not value]
+    checks["configuration"] = (
+        {"status": "fail", "detail": "missing: " + ", ".join(missing)} if missing else {"status": "pass"}
+    )
+    if settings.DATA_TABLES_CONNECTION or settings.DATA_TABLES_ENDPOINT:
+        from shared.tables import StorageError, get_table_store
+
+        try:
+            get_table_store().ping()
+            checks["tableStorage"] = {"status": "pass"}
+        except StorageError as exc:
+            log.warning("health: table storage unreachable: %s", exc)
+            checks["tableStorage"] = {"status": "fail", "detail": "unreachable"}
+    else:
+        checks["tableStorage"] = {"status": "fail", "detail": "not configured"}
+    ok = all(c["status"] == "pass" for c in checks.values())
+    return json_response({"status": "pass" if ok else "fail", "checks": checks}, 200 if ok else 503,
+                         headers={"Cache-Control": "no-store"})

@@ -1,0 +1,170 @@
+"""Framework-neutral HTTP request/response and the error-mapping dispatcher.
+
+``functions/_glue.py`` converts ``azure.functions.HttpRequest`` into :class:`ApiRequest`, calls
+:func:`dispatch`, and converts the :class:`ApiResponse` back. Keeping this module free of
+``azure.functions`` lets handlers in ``shared/`` be tested and reused without the host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
+
+from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, bad_request, from_pydantic
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_INT_MAX = 2**63 - 1
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    url: str
+    route_params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    invocation_id: str | None = None
+    function_name: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def route_param(self, name: str) -> str:
+        value = self.route_params.get(name)
+        if value is None or value == "":
+            raise bad_request(f"Missing route parameter '{name}'.")
+        return value
+
+    def int_param(self, name: str, *, where: str = "route", default: int | None = None,
+                  minimum: int | None = None, maximum: int | None = None) -> int:
+        """An integer route or query parameter; a 400/422 problem when it isn't one."""
+        source = self.route_params if where == "route" else self.params
+        raw = source.get(name)
+        if raw is None or raw == "":
+            if default is not None:
+                return default
+            raise bad_request(f"Missing {where} parameter '{name}'.")
+        raw = raw.strip()
+        if not raw.lstrip("-").isdigit() or len(raw) > 19:
+            raise bad_request(
+                f"{where.capitalize()} parameter '{name}' must be an integer.",
+                errors=[FieldError(name, "must be an integer")],
+            )
+        value = int(raw)
+        if not (-_INT_MAX <= value <= _INT_MAX) or (minimum is not None and value < minimum) or (
+            maximum is not None and value > maximum
+        ):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise bad_request(
+                f"{where.capitalize()} parameter '{name}' is out of range.",
+                errors=[FieldError(name, f"must be {bounds}")],
+            )
+        return value
+
+    def json_body(self, model: type[M] | None = None) -> M | Any:
+        """Parse the JSON body and, with ``model``, validate it (400 / 422 problems)."""
+        if len(self.body) > MAX_BODY_BYTES:
+            raise Problem(413, "Content Too Large", f"Body exceeds {MAX_BODY_BYTES} bytes.", "too-large")
+        if not self.body or not self.body.strip():
+            raise bad_request("A JSON body is required.", slug="malformed-json")
+        ctype = (self.header("content-type") or "application/json").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "text/json", "") and not ctype.endswith("+json"):
+            raise Problem(415, "Unsupported Media Type", "Send application/json.", "unsupported-media-type")
+        try:
+            data = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            detail = f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}." if isinstance(
+                exc, json.JSONDecodeError) else "Malformed JSON."
+            raise bad_request(detail, slug="malformed-json") from None
+        if model is None:
+            return data
+        from pydantic import BaseModel, TypeAdapter, ValidationError
+
+        try:
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                return model.model_validate(data)
+            return TypeAdapter(model).validate_python(data)
+        except ValidationError as exc:
+            raise from_pydantic(exc) from None
+
+
+@dataclass
+class ApiResponse:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+
+def _to_jsonable(data: Any) -> Any:
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pragma: no cover
+        BaseModel = ()  # type: ignore
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True, exclude_none=False)
+    if isinstance(data, list):
+        return [_to_jsonable(x) for x in data]
+    return data
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> ApiResponse:
+    body = json.dumps(_to_jsonable(data), ensure_ascii=False, default=str).encode()
+    h = {"Content-Type": "application/json; charset=utf-8"}
+    h.update(headers or {})
+    return ApiResponse(status, body, h)
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> ApiResponse:
+    body = json.dumps(problem.to_dict(instance), ensure_ascii=False, default=str).encode()
+    headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
+    headers.update(problem.headers)
+    return ApiResponse(problem.status, body, headers)
+
+
+Handler = Callable[[ApiRequest], Any]
+
+
+def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
+    """Run ``handler`` and map every outcome to a response; never lets an exception escape."""
+    from shared.config import MissingSetting
+    from shared.logs import log_context
+
+    instance = req.url.split("?")[0] if req.url else None
+    with log_context(invocation_id=req.invocation_id):
+        try:
+            result = handler(req)
+        except Problem as problem:
+            if problem.status >= 500:
+                log.warning("request failed: %s %s -> %s %s", req.method, instance, problem.status, problem.detail)
+            return problem_response(problem, instance)
+        except MissingSetting as exc:
+            log.error("configuration missing: %s", exc.name)
+            return problem_response(
+                Problem(503, "Service Unavailable", f"The service is not configured: {exc.name}.", "not-configured"),
+                instance,
+            )
+        except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare 500
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                return problem_response(from_pydantic(exc), instance)
+            log.exception("unhandled error in %s", req.function_name or instance)
+            return problem_response(
+                Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal",
+                        extra={"invocationId": req.invocation_id} if req.invocation_id else {}),
+                instance,
+            )
+    if isinstance(result, ApiResponse):
+        return result
+    return json_response(result)

@@ -1,0 +1,168 @@
+"""OpenAPI 3.1 document assembled from the areas' operation lists and their pydantic models.
+
+Each area declares ``OPERATIONS: list[Operation]`` in a module listed in :data:`OPERATION_MODULES`;
+``tests/test_openapi.py`` checks that the document and the registered functions name the same
+routes and methods.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.problems import PROBLEM_CONTENT_TYPE
+
+OPERATION_MODULES: tuple[str, ...] = (
+    "shared.health_openapi",
+    "shared.nif.openapi_ops",
+    "shared.nif.mirror_openapi",
+    "shared.idrott.openapi_ops",
+)
+
+Auth = Literal["anonymous", "function", "admin"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # "/api/nif/clubs/{clubId}/memberships"
+    summary: str
+    auth: Auth = "function"
+    request_model: Any = None  # pydantic model class (or None)
+    response_model: Any = None  # pydantic model class, or None for free-form JSON
+    response_status: int = 200
+    responses: dict[int, str] = field(default_factory=dict)  # extra status → description (problems)
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, json type, description)
+    response_content_type: str = "application/json"
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "nifCode": {"type": "integer", "description": "NIF's own error code, where NIF defines one."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"},
+                               "code": {"type": ["integer", "string"]}},
+            },
+        },
+    },
+}
+
+
+def _schema_ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(model)
+    schema = adapter.json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        components[name] = sub
+    title = schema.get("title") or getattr(model, "__name__", None)
+    if title and schema.get("type") == "object":
+        components[title] = schema
+        return {"$ref": f"#/components/schemas/{title}"}
+    return schema
+
+
+def build_document(operations: list[Operation] | None = None, *, version: str = "1.0.0") -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``operations`` (default: every area's list)."""
+    ops = operations if operations is not None else all_operations()
+    components: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
+    paths: dict[str, Any] = {}
+    for op in ops:
+        item: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op)}
+        if op.description:
+            item["description"] = op.description
+        if op.tags:
+            item["tags"] = list(op.tags)
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(op.path)
+        ] + [
+            {"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc}
+            for name, typ, desc in op.query
+        ]
+        if params:
+            item["parameters"] = params
+        if op.request_model is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(op.request_model, components)}},
+            }
+        ok: dict[str, Any] = {"description": "Success"}
+        if op.response_model is not None:
+            ok["content"] = {op.response_content_type: {"schema": _schema_ref(op.response_model, components)}}
+        elif op.response_content_type:
+            ok["content"] = {op.response_content_type: {"schema": {}}}
+        responses: dict[str, Any] = {str(op.response_status): ok}
+        problem = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        defaults = {400: "Malformed request", 422: "Validation failed"} if op.request_model else {}
+        if op.auth != "anonymous":
+            defaults[401] = "Missing or invalid function key"
+        for status, desc in {**defaults, **op.responses}.items():
+            responses[str(status)] = {"description": desc, **problem}
+        item["responses"] = responses
+        item["security"] = [] if op.auth == "anonymous" else (
+            [{"masterKey": []}] if op.auth == "admin" else [{"functionKey": []}, {"masterKey": []}])
+        paths.setdefault(op.path, {})[op.method.lower()] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "idrettsbro",
+            "version": version,
+            "description": "NIF and IdrottOnline integration functions. Errors are RFC 9457 problem details.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "masterKey": {"type": "apiKey", "in": "header", "name": "x-functions-key",
+                              "description": "Admin-level (host master) key."},
+            },
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return re.findall(r"{([^}:]+)(?::[^}]*)?}", path)
+
+
+def _operation_id(op: Operation) -> str:
+    import re
+
+    words = re.sub(r"[{}]", "", op.path.removeprefix("/api/")).replace("/", " ").replace("-", " ").split()
+    return op.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def all_operations() -> list[Operation]:
+    ops: list[Operation] = []
+    for name in OPERATION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # area not present
+            raise
+        ops.extend(module.OPERATIONS)
+    return ops
+
+
+def get_openapi(req: Any) -> dict[str, Any]:
+    """HTTP handler for ``GET /api/openapi.json``."""
+    return build_document()

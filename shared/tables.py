@@ -1,0 +1,462 @@
+"""Table Storage adapter: the only module that imports azure-data-tables.
+
+What it takes care of (see docs/architecture.md for the interface):
+- key escaping: ``/ \\ # ?``, control characters and anything outside a conservative safe set
+  become ``~XX`` (UTF-8 bytes in hex); safe keys are unchanged;
+- values: ints beyond int32 as Edm.Int64 and back to ``int``; tz-aware datetimes only (naive
+  raises), read back as aware UTC ``datetime``; ``dict``/``list`` as JSON text under
+  ``<name>__json``; ``None`` is omitted (with ``replace=True`` that clears the property);
+- transactions grouped by PartitionKey and chunked to <= 100 operations (no repeated RowKey,
+  below the 4 MB payload limit): each chunk is atomic, the whole batch is not;
+- ETag-conditional updates raising :class:`Conflict`;
+- errors translated: :class:`TransientStorageError` (retry later: connection failures, 408,
+  429, 5xx), :class:`Conflict` (409/412), :class:`StorageError` (anything else).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import threading
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from shared import lifecycle
+
+_SAFE = re.compile(r"[A-Za-z0-9\-_.:@=]")
+_MAX_KEY_BYTES = 1024
+_INT32 = range(-(2**31), 2**31)
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_MAX_BATCH_OPS = 100
+_MAX_BATCH_BYTES = 3_500_000  # below the 4 MiB limit, with room for the multipart envelope
+JSON_SUFFIX = "__json"
+
+
+class StorageError(Exception):
+    """A storage operation failed and retrying the same call will not help."""
+
+
+class TransientStorageError(StorageError):
+    """Storage is unreachable, throttled or failing: let it propagate so the work is retried."""
+
+
+class Conflict(StorageError):
+    """The row changed (ETag mismatch), appeared (insert of an existing key) or vanished."""
+
+
+def escape_key(value: str) -> str:
+    """Make ``value`` a legal PartitionKey/RowKey (reversible, identity for safe strings)."""
+    if value is None:
+        raise ValueError("key must not be None")
+    value = str(value)
+    if all(_SAFE.match(ch) for ch in value):
+        out = value
+    else:
+        out = "".join(
+            ch if _SAFE.match(ch) else "".join(f"~{b:02X}" for b in ch.encode("utf-8")) for ch in value
+        )
+    if len(out.encode("utf-8")) > _MAX_KEY_BYTES:
+        raise ValueError("key longer than 1 KiB after escaping")
+    return out
+
+
+_ESCAPED = re.compile(r"(?:~[0-9A-F]{2})+")
+
+
+def unescape_key(value: str) -> str:
+    if "~" not in value:
+        return value
+    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode("utf-8"), value)
+
+
+def encode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Our dict → the SDK's entity dict (see module docstring for the rules)."""
+    from azure.data.tables import EdmType, EntityProperty
+
+    out: dict[str, Any] = {}
+    for key, value in entity.items():
+        if key.startswith("_") or value is None:
+            continue
+        if key in ("PartitionKey", "RowKey"):
+            out[key] = escape_key(value)
+        elif isinstance(value, bool) or isinstance(value, (str, float, bytes)):
+            out[key] = value
+        elif isinstance(value, int):
+            out[key] = value if value in _INT32 else EntityProperty(value, EdmType.INT64)
+        elif isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime in property {key!r}: use timezone-aware UTC")
+            out[key] = value.astimezone(timezone.utc)
+        elif isinstance(value, (dict, list, tuple)):
+            out[key + JSON_SUFFIX] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        else:
+            out[key] = value
+    if "PartitionKey" not in out or "RowKey" not in out:
+        raise ValueError("entity needs PartitionKey and RowKey")
+    return out
+
+
+def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The SDK's entity → our dict; adds ``_etag`` and ``_timestamp`` from the metadata."""
+    out: dict[str, Any] = {}
+    for key, value in entity.items():
+        if key in ("PartitionKey", "RowKey"):
+            out[key] = unescape_key(value)
+        elif key.endswith(JSON_SUFFIX) and isinstance(value, str):
+            out[key[: -len(JSON_SUFFIX)]] = json.loads(value)
+        elif hasattr(value, "edm_type") and hasattr(value, "value"):
+            v = value.value
+            out[key] = int(v) if str(value.edm_type).endswith("INT64") or getattr(value.edm_type, "value", "") == "Edm.Int64" else v
+        elif isinstance(value, datetime):
+            out[key] = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                                value.microsecond, tzinfo=timezone.utc)
+        else:
+            out[key] = value
+    meta = getattr(entity, "metadata", None) or {}
+    if meta.get("etag"):
+        out["_etag"] = meta["etag"]
+    if meta.get("timestamp"):
+        out["_timestamp"] = meta["timestamp"]
+    return out
+
+
+@contextlib.contextmanager
+def _translate(what: str) -> Iterator[None]:
+    from azure.core.exceptions import (
+        AzureError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceModifiedError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except (ResourceModifiedError, ResourceExistsError) as exc:
+        raise Conflict(f"{what}: {type(exc).__name__}") from exc
+    except HttpResponseError as exc:
+        status = getattr(exc, "status_code", None)
+        if status in (409, 412):
+            raise Conflict(f"{what}: HTTP {status}") from exc
+        if status in _TRANSIENT_STATUS or status is None:
+            raise TransientStorageError(f"{what}: HTTP {status}") from exc
+        raise StorageError(f"{what}: HTTP {status} {exc.reason or ''}".strip()) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
+    except AzureError as exc:
+        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
+
+
+def _encode_continuation(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_continuation(token: str | None) -> Any:
+    if not token:
+        return None
+    try:
+        pad = "=" * (-len(token) % 4)
+        value = json.loads(base64.urlsafe_b64decode(token + pad))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("invalid continuation token") from None
+    if not isinstance(value, dict):
+        raise ValueError("invalid continuation token")
+    return value
+
+
+class Table:
+    """One table. Created on first use by :meth:`TableStore.table`."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    # -- point operations ---------------------------------------------------------------
+    def get(self, partition_key: str, row_key: str, *, select: Sequence[str] | None = None) -> dict | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            with _translate(f"get {self.name}"):
+                entity = self._client.get_entity(escape_key(partition_key), escape_key(row_key),
+                                                 select=list(select) if select else None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                return None
+            raise
+        return decode_entity(entity)
+
+    def insert(self, entity: Mapping[str, Any]) -> bool:
+        """Create the row; ``False`` (and no change) if it already exists."""
+        try:
+            with _translate(f"insert {self.name}"):
+                self._client.create_entity(encode_entity(entity))
+        except Conflict:
+            return False
+        return True
+
+    def upsert(self, entity: Mapping[str, Any], *, replace: bool = False) -> str | None:
+        from azure.data.tables import UpdateMode
+
+        with _translate(f"upsert {self.name}"):
+            meta = self._client.upsert_entity(encode_entity(entity),
+                                              mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE)
+        return (meta or {}).get("etag")
+
+    def update(self, entity: Mapping[str, Any], *, etag: str, replace: bool = False) -> str | None:
+        """Write only if the row still has ``etag``; :class:`Conflict` otherwise (or if it vanished)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            with _translate(f"update {self.name}"):
+                meta = self._client.update_entity(
+                    encode_entity(entity), mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE,
+                    etag=etag, match_condition=MatchConditions.IfNotModified)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                raise Conflict(f"update {self.name}: row vanished") from exc
+            raise
+        return (meta or {}).get("etag")
+
+    def delete(self, partition_key: str, row_key: str, *, etag: str | None = None) -> None:
+        from azure.core import MatchConditions
+
+        kwargs: dict[str, Any] = {}
+        if etag:
+            kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        with _translate(f"delete {self.name}"):
+            self._client.delete_entity(escape_key(partition_key), escape_key(row_key), **kwargs)
+
+    # -- queries ------------------------------------------------------------------------
+    def _filter(self, filter: str | None, parameters: Mapping[str, Any] | None,
+                partition_key: str | None) -> tuple[str | None, dict[str, Any]]:
+        params = dict(parameters or {})
+        if partition_key is not None:
+            params["_pk"] = escape_key(partition_key)
+            filter = "PartitionKey eq @_pk" + (f" and ({filter})" if filter else "")
+        return filter, params
+
+    def query(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
+              partition_key: str | None = None, select: Sequence[str] | None = None) -> Iterator[dict]:
+        """All matching rows, decoded, lazily (storage errors surface while iterating)."""
+        flt, params = self._filter(filter, parameters, partition_key)
+        sel = list(select) if select else None
+        with _translate(f"query {self.name}"):
+            if flt:
+                pager = self._client.query_entities(flt, parameters=params, select=sel)
+            else:
+                pager = self._client.list_entities(select=sel)
+            for entity in pager:
+                yield decode_entity(entity)
+
+    def page(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
+             partition_key: str | None = None, select: Sequence[str] | None = None,
+             page_size: int = 100, continuation: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of rows and an opaque continuation token (None at the end)."""
+        flt, params = self._filter(filter, parameters, partition_key)
+        token = _decode_continuation(continuation)
+        sel = list(select) if select else None
+        with _translate(f"page {self.name}"):
+            if flt:
+                pager = self._client.query_entities(flt, parameters=params, select=sel, results_per_page=page_size)
+            else:
+                pager = self._client.list_entities(select=sel, results_per_page=page_size)
+            pages = pager.by_page(continuation_token=token)
+            items = [decode_entity(e) for e in next(pages, [])]
+            return items, _encode_continuation(pages.continuation_token)
+
+    # -- batches ------------------------------------------------------------------------
+    def submit(self, operations: Iterable[tuple]) -> int:
+        """Apply ``(op, entity[, options])`` operations; returns how many were sent.
+
+        ``op`` is ``create``, ``upsert`` (options ``replace``), ``update`` (options ``etag``,
+        ``replace``) or ``delete``. Operations are grouped by PartitionKey (order kept within a
+        partition) and sent as transactions of at most 100; each transaction is atomic.
+        """
+        from azure.data.tables import TableTransactionError
+
+        count = 0
+        for chunk in plan_batches(operations):
+            sdk_ops = [_sdk_operation(op, entity, opts) for op, entity, opts in chunk]
+            try:
+                with _translate(f"transaction {self.name}"):
+                    try:
+                        self._client.submit_transaction(sdk_ops)
+                    except TableTransactionError as exc:
+                        status = getattr(exc, "status_code", None)
+                        code = str(getattr(exc, "error_code", "") or "")
+                        if status in (409, 412) or code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
+                            raise Conflict(f"transaction {self.name}: {code or status}") from exc
+                        if status in _TRANSIENT_STATUS:
+                            raise TransientStorageError(f"transaction {self.name}: HTTP {status}") from exc
+                        raise StorageError(f"transaction {self.name}: {code or status}") from exc
+            except StorageError:
+                raise
+            count += len(chunk)
+        return count
+
+
+def _sdk_operation(op: str, entity: Mapping[str, Any], opts: Mapping[str, Any]) -> tuple:
+    from azure.core import MatchConditions
+    from azure.data.tables import UpdateMode
+
+    mode = UpdateMode.REPLACE if opts.get("replace") else UpdateMode.MERGE
+    if op == "create":
+        return ("create", encode_entity(entity))
+    if op == "upsert":
+        return ("upsert", encode_entity(entity), {"mode": mode})
+    if op == "update":
+        kwargs: dict[str, Any] = {"mode": mode}
+        if opts.get("etag"):
+            kwargs.update(etag=opts["etag"], match_condition=MatchConditions.IfNotModified)
+        return ("update", encode_entity(entity), kwargs)
+    if op == "delete":
+        key = {"PartitionKey": escape_key(entity["PartitionKey"]), "RowKey": escape_key(entity["RowKey"])}
+        kwargs = {}
+        if opts.get("etag"):
+            kwargs = {"etag": opts["etag"], "match_condition": MatchConditions.IfNotModified}
+        return ("delete", key, kwargs)
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def _approx_size(entity: Mapping[str, Any]) -> int:
+    return len(json.dumps({k: v for k, v in entity.items() if not k.startswith("_")}, default=str)) + 200
+
+
+def plan_batches(operations: Iterable[tuple]) -> list[list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]]:
+    """Group by PartitionKey (first-seen order), then cut chunks at 100 ops, a repeated RowKey,
+    or ~3.5 MB. Pure: unit-tested without storage."""
+    groups: dict[str, list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]] = {}
+    for item in operations:
+        op, entity = item[0], item[1]
+        opts = item[2] if len(item) > 2 else {}
+        groups.setdefault(str(entity["PartitionKey"]), []).append((op, entity, opts))
+    chunks = []
+    for ops in groups.values():
+        chunk: list = []
+        rows: set[str] = set()
+        size = 0
+        for op, entity, opts in ops:
+            rk = str(entity["RowKey"])
+            esize = _approx_size(entity)
+            if chunk and (len(chunk) >= _MAX_BATCH_OPS or rk in rows or size + esize > _MAX_BATCH_BYTES):
+                chunks.append(chunk)
+                chunk, rows, size = [], set(), 0
+            chunk.append((op, entity, opts))
+            rows.add(rk)
+            size += esize
+        if chunk:
+            chunks.append(chunk)
+    return chunks
+
+
+class TableStore:
+    """Table service client + per-name Table cache. Built from Settings by :func:`get_table_store`."""
+
+    def __init__(self, *, connection_string: str | None = None, endpoint: str | None = None,
+                 prefix: str = "", timeout: float = 10.0, credential: Any = None) -> None:
+        if not connection_string and not endpoint:
+            from shared.config import MissingSetting
+
+            raise MissingSetting("DATA_TABLES_CONNECTION or DATA_TABLES_ENDPOINT")
+        self._connection_string = connection_string
+        self._endpoint = endpoint
+        self._credential = credential
+        self.prefix = prefix
+        self._timeout = timeout
+        self._service: Any = None
+        self._tables: dict[str, Table] = {}
+        self._lock = threading.Lock()
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"connection_timeout": self._timeout, "read_timeout": self._timeout, "retry_total": 2,
+                "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
+
+    @property
+    def service(self) -> Any:
+        if self._service is None:
+            from azure.data.tables import TableServiceClient
+
+            if self._connection_string:
+                self._service = TableServiceClient.from_connection_string(
+                    self._connection_string, **self._client_kwargs())
+            else:
+                credential = self._credential
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential()
+                self._service = TableServiceClient(endpoint=self._endpoint, credential=credential,
+                                                   **self._client_kwargs())
+        return self._service
+
+    def full_name(self, name: str) -> str:
+        full = f"{self.prefix}{name}"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", full):
+            raise ValueError(f"invalid table name {full!r}: letters and digits, 3-63, starting with a letter")
+        return full
+
+    def table(self, name: str) -> Table:
+        """The table ``<prefix><name>``, created if it does not exist (once per process)."""
+        full = self.full_name(name)
+        table = self._tables.get(full)
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._tables.get(full)
+            if table is None:
+                with _translate(f"create table {full}"):
+                    client = self.service.create_table_if_not_exists(full)
+                table = Table(client, full)
+                self._tables[full] = table
+        return table
+
+    def ping(self) -> None:
+        """Cheap reachability check (raises TransientStorageError/StorageError)."""
+        with _translate("ping"):
+            next(iter(self.service.query_tables("TableName eq 'x'", results_per_page=1)), None)
+
+    def close(self) -> None:
+        if self._service is not None:
+            with contextlib.suppress(Exception):
+                self._service.close()
+        self._service = None
+        self._tables.clear()
+
+
+_store: TableStore | None = None
+_store_lock = threading.Lock()
+
+
+def get_table_store() -> TableStore:
+    """The process-wide TableStore from Settings (created on first use)."""
+    global _store
+    if _store is None:
+        with _store_lock:
+            if _store is None:
+                from shared.config import get_settings
+
+                s = get_settings()
+                _store = TableStore(
+                    connection_string=s.DATA_TABLES_CONNECTION.get_secret_value() if s.DATA_TABLES_CONNECTION else None,
+                    endpoint=s.DATA_TABLES_ENDPOINT,
+                    prefix=s.DATA_TABLES_PREFIX,
+                    timeout=s.STORAGE_TIMEOUT_SECONDS,
+                )
+    return _store
+
+
+@lifecycle.on_reset
+def _reset_store() -> None:
+    global _store
+    if _store is not None:
+        _store.close()
+    _store = None

@@ -1,0 +1,163 @@
+"""The Table Storage adapter against a real Azurite."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.tables import Conflict, TableStore, TransientStorageError, escape_key, plan_batches, unescape_key
+
+
+@pytest.mark.parametrize("raw", ["plain-Key_1.2", "a/b", "back\\slash", "hash#tag", "what?", "tab\tnew\nline",
+                                 "tilde~7E", "æøå ÆØÅ", "emoji 🏒", "", "'quoted'"])
+def test_escape_round_trip_and_legal(raw: str) -> None:
+    escaped = escape_key(raw)
+    assert unescape_key(escaped) == raw
+    assert not any(ch in escaped for ch in "/\\#?\t\n")
+    assert all(32 <= ord(ch) < 127 for ch in escaped)
+
+
+def test_safe_keys_are_unchanged() -> None:
+    assert escape_key("19430") == "19430"
+    assert escape_key("7ac07206-471e-4015-9ed7-e6db55ed7201") == "7ac07206-471e-4015-9ed7-e6db55ed7201"
+
+
+def test_key_longer_than_1kib_is_refused() -> None:
+    with pytest.raises(ValueError):
+        escape_key("/" * 400)
+
+
+def test_plan_batches_groups_by_partition_and_chunks() -> None:
+    ops = [("upsert", {"PartitionKey": f"p{i % 3}", "RowKey": str(i)}) for i in range(650)]
+    chunks = plan_batches(ops)
+    assert all(len(c) <= 100 for c in chunks)
+    assert all(len({e["PartitionKey"] for _, e, _ in c}) == 1 for c in chunks)
+    assert sum(len(c) for c in chunks) == 650
+    # order within a partition is kept
+    p0 = [int(e["RowKey"]) for c in chunks for _, e, _ in c if e["PartitionKey"] == "p0"]
+    assert p0 == sorted(p0)
+
+
+def test_plan_batches_splits_on_repeated_row_key() -> None:
+    ops = [("upsert", {"PartitionKey": "p", "RowKey": "r", "v": i}) for i in range(3)]
+    assert [len(c) for c in plan_batches(ops)] == [1, 1, 1]
+
+
+def test_plan_batches_splits_by_payload_size() -> None:
+    big = "x" * 60_000
+    ops = [("upsert", {"PartitionKey": "p", "RowKey": str(i), "blob": big}) for i in range(100)]
+    chunks = plan_batches(ops)
+    assert len(chunks) > 1 and all(sum(len(e["blob"]) for _, e, _ in c) < 3_600_000 for c in chunks)
+
+
+def test_round_trip_types(storage: TableStore) -> None:
+    t = storage.table("Types")
+    when = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
+    entity = {"PartitionKey": "club/1", "RowKey": "row#1", "big": 2**53 + 1, "neg": -(2**40), "small": 7,
+              "when": when, "doc": {"a": [1, "x"], "b": None}, "flag": False, "ratio": 0.25, "raw": b"\x00\x01"}
+    assert t.insert(entity) is True
+    got = t.get("club/1", "row#1")
+    assert got["big"] == 2**53 + 1 and isinstance(got["big"], int)
+    assert got["neg"] == -(2**40)
+    assert got["small"] == 7
+    assert got["when"] == when and got["when"].tzinfo is not None
+    assert got["doc"] == {"a": [1, "x"], "b": None}
+    assert got["flag"] is False and got["ratio"] == 0.25 and got["raw"] == b"\x00\x01"
+    assert got["PartitionKey"] == "club/1" and got["RowKey"] == "row#1"
+    assert got["_etag"]
+
+
+def test_naive_datetime_is_refused(storage: TableStore) -> None:
+    with pytest.raises(ValueError):
+        storage.table("Naive").upsert({"PartitionKey": "p", "RowKey": "r", "t": datetime(2026, 1, 1)})
+
+
+def test_insert_is_idempotent(storage: TableStore) -> None:
+    t = storage.table("Ins")
+    assert t.insert({"PartitionKey": "p", "RowKey": "r", "v": 1}) is True
+    assert t.insert({"PartitionKey": "p", "RowKey": "r", "v": 2}) is False
+    assert t.get("p", "r")["v"] == 1
+
+
+def test_etag_conditional_update(storage: TableStore) -> None:
+    t = storage.table("Etag")
+    t.upsert({"PartitionKey": "p", "RowKey": "r", "v": 1})
+    etag = t.get("p", "r")["_etag"]
+    t.update({"PartitionKey": "p", "RowKey": "r", "v": 2}, etag=etag)
+    with pytest.raises(Conflict):
+        t.update({"PartitionKey": "p", "RowKey": "r", "v": 3}, etag=etag)
+    with pytest.raises(Conflict):
+        t.update({"PartitionKey": "p", "RowKey": "gone", "v": 3}, etag=etag)
+    assert t.get("p", "r")["v"] == 2
+
+
+def test_concurrent_conditional_updates_lose_no_increment(storage: TableStore) -> None:
+    t = storage.table("Counter")
+    t.upsert({"PartitionKey": "p", "RowKey": "c", "n": 0})
+
+    def bump() -> None:
+        for _ in range(10):
+            while True:
+                row = t.get("p", "c")
+                try:
+                    t.update({"PartitionKey": "p", "RowKey": "c", "n": row["n"] + 1}, etag=row["_etag"])
+                    break
+                except Conflict:
+                    continue
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t.get("p", "c")["n"] == 40
+
+
+def test_merge_vs_replace(storage: TableStore) -> None:
+    t = storage.table("Modes")
+    t.upsert({"PartitionKey": "p", "RowKey": "r", "a": 1, "b": 2})
+    t.upsert({"PartitionKey": "p", "RowKey": "r", "a": 9})
+    assert (t.get("p", "r")["a"], t.get("p", "r")["b"]) == (9, 2)
+    t.upsert({"PartitionKey": "p", "RowKey": "r", "a": 5}, replace=True)
+    assert "b" not in t.get("p", "r")
+
+
+def test_submit_chunks_over_100_same_partition(storage: TableStore) -> None:
+    t = storage.table("Batch")
+    sent = t.submit([("upsert", {"PartitionKey": "club/7", "RowKey": f"{i:05d}", "v": i}) for i in range(257)]
+                    + [("upsert", {"PartitionKey": "other", "RowKey": "x", "v": 1})])
+    assert sent == 258
+    assert len(list(t.query(partition_key="club/7"))) == 257
+
+
+def test_submit_conflict_is_atomic_per_chunk(storage: TableStore) -> None:
+    t = storage.table("Atomic")
+    t.insert({"PartitionKey": "p", "RowKey": "b"})
+    with pytest.raises(Conflict):
+        t.submit([("create", {"PartitionKey": "p", "RowKey": "a"}), ("create", {"PartitionKey": "p", "RowKey": "b"})])
+    assert t.get("p", "a") is None
+
+
+def test_paging_with_continuation(storage: TableStore) -> None:
+    t = storage.table("Pages")
+    t.submit([("upsert", {"PartitionKey": "p", "RowKey": f"{i:03d}"}) for i in range(25)])
+    seen, token = [], None
+    while True:
+        items, token = t.page(partition_key="p", page_size=10, continuation=token)
+        seen += [i["RowKey"] for i in items]
+        if not token:
+            break
+    assert seen == [f"{i:03d}" for i in range(25)]
+    with pytest.raises(ValueError):
+        t.page(partition_key="p", continuation="not-a-token")
+
+
+def test_unreachable_storage_is_transient() -> None:
+    from devtools.azurite import connection_string
+    from devtools.ports import free_port
+
+    store = TableStore(connection_string=connection_string(free_port()), prefix="x", timeout=1)
+    with pytest.raises(TransientStorageError):
+        store.table("Nope")
