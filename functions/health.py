@@ -1,4 +1,4 @@
-"""Health probe: the only anonymous route."""
+"""Operational routes: the health probe (the only anonymous route) and the OpenAPI document."""
 
 import azure.functions as func
 
@@ -10,3 +10,8 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return http("shared.health:health", req, context)
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def openapi_document(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return http("shared.openapi:get_openapi", req, context)
