@@ -1,0 +1,610 @@
+"""Streaming writer of IdrottOnline import files (file model v1), split under a size limit.
+
+Memory stays flat as the club grows: records are consumed one at a time from iterables and
+written with ``lxml.etree.xmlfile`` into two spool files on disk (one for ``Person`` elements,
+one for ``Activity`` elements). What is held in memory is the set of person ids already in the
+*current* file (bounded by ``max_file_bytes``, not by the club) and the per-file offsets.
+
+**Splitting and self-contained files.** Persons come first (the ``persons`` iterable: changed
+persons, or everybody on a first run), then activities. Each activity is written together with
+every participant not yet in the current file (looked up with ``person_lookup``), as one unit.
+After each unit the spool files are flushed and the exact file size is known; if the unit made
+the file exceed ``max_file_bytes`` it is rolled back (spool truncated), the file is closed and
+the unit is written again into a fresh file. So every file is under the limit and every
+``PersonId`` in a file resolves to a ``Person`` in that same file (a person can therefore appear
+in several files of a run: harmless, IdrottOnline upserts by id).
+
+**FileCount.** It is only known after the last unit. Because the content sits in the spool
+files, the final files are assembled at the end: header (with the real ``FileSequence`` /
+``FileCount``) + the file's byte range of each spool + closing tags, copied in 1 MiB chunks
+into ``open_file(sequence)`` while the SHA-256 is computed. The size check during writing uses
+a header with a 6-digit placeholder count, an upper bound, so the real file is never larger.
+
+lxml is imported inside the functions (cold start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Mapping, Protocol, Sequence
+
+from shared.idrott import elements as E
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.idrott.models import Activity, ClubExportInfo, Person
+
+__all__ = [
+    "RunHeader",
+    "SportRecord",
+    "ContactRecord",
+    "PersonRecord",
+    "ParticipantRecord",
+    "ActivityRecord",
+    "FileInfo",
+    "RecordTooLarge",
+    "UnresolvedParticipant",
+    "file_name",
+    "format_datetime",
+    "write_run",
+    "write_run_to_dir",
+]
+
+_UTC = timezone.utc
+_PLACEHOLDER_COUNT = 999_999  # widest FileSequence/FileCount we reserve room for
+_COPY_CHUNK = 1 << 20
+
+
+class RecordTooLarge(ValueError):
+    """One activity with its participants (or one person) does not fit in ``max_file_bytes``."""
+
+
+class UnresolvedParticipant(ValueError):
+    """An activity's participant is neither in the current file nor found by ``person_lookup``."""
+
+    def __init__(self, activity_id: str, person_id: str) -> None:
+        super().__init__(f"activity {activity_id}: participant {person_id} does not resolve to a person")
+        self.activity_id = activity_id
+        self.person_id = person_id
+
+
+# --- records ----------------------------------------------------------------------------------
+# The writer duck-types its inputs: the pydantic models of shared.idrott.models work as well as
+# these light records (same attribute names). Records use less memory and are what the adapter
+# builds from stored rows.
+
+
+@dataclass(frozen=True, slots=True)
+class SportRecord:
+    sport_id: int
+    is_active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    email: str | None = None
+    mobile_phone: str | None = None
+    street: str | None = None
+    co_address: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    country_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    external_id: str
+    first_name: str
+    last_name: str
+    gender: str  # "male" | "female"
+    birth_date: date
+    sports: tuple[SportRecord, ...]
+    personnummer: str | None = field(default=None, repr=False)  # normalised YYYYMMDD-XXXX
+    nationality: str | None = None
+    contact: ContactRecord | None = None
+    member_since: date | None = None
+    created_at: datetime | None = None
+    changed_at: datetime | None = None
+
+    @classmethod
+    def from_model(cls, p: "Person", *, left: bool = False) -> "PersonRecord":
+        """From a validated :class:`Person`; ``left=True`` (member left the club) exports every
+        sport with ``IsActive=false``."""
+        c = p.contact
+        return cls(
+            external_id=p.external_id,
+            first_name=p.first_name,
+            last_name=p.last_name,
+            gender=p.gender,
+            birth_date=p.birth_date,  # type: ignore[arg-type]  # always set after validation
+            sports=tuple(SportRecord(s.sport_id, s.is_active and not left) for s in p.sports),
+            personnummer=p.personnummer,
+            nationality=p.nationality,
+            contact=None if c is None else ContactRecord(**c.model_dump()),
+            member_since=p.member_since,
+            created_at=p.created_at,
+            changed_at=p.changed_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    person_id: str
+    leader: bool = False
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRecord:
+    activity_id: str
+    type_id: int | None = None
+    name: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    sport_id: int | None = None
+    venue_name: str | None = None
+    participants: tuple[ParticipantRecord, ...] = ()
+    description: str | None = None
+    deleted: bool = False  # exported as OptionType=Delete with ActivityId + OrganisationNumber only
+
+    @classmethod
+    def delete(cls, activity_id: str) -> "ActivityRecord":
+        return cls(activity_id=activity_id, deleted=True)
+
+    @classmethod
+    def from_model(cls, a: "Activity") -> "ActivityRecord":
+        return cls(
+            activity_id=a.activity_id,
+            type_id=a.type_id,
+            name=a.name,
+            description=a.description,
+            start_time=a.start_time,
+            end_time=a.end_time,
+            sport_id=a.sport_id,
+            venue_name=a.venue_name,
+            participants=tuple(ParticipantRecord(p.person_id, p.leader, p.disabled) for p in a.participants),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunHeader:
+    """Per-run values of the file header (same in every file of the run but the sequence)."""
+
+    application_id: str
+    organisation_guid: str
+    organisation_number: str  # club organisationsnummer NNNNNN-NNNN
+    rf_association_number: str  # RF föreningsnummer (file name only)
+    club_id: str  # ExternalOrganisationIdentification
+    batch_id: str
+    created_at: datetime  # aware; the run's start
+    export_contacts: bool = False
+
+    @classmethod
+    def for_club(
+        cls, club: "ClubExportInfo", *, batch_id: str | None = None, created_at: datetime | None = None
+    ) -> "RunHeader":
+        return cls(
+            application_id=club.application_id,
+            organisation_guid=club.organisation_guid,
+            organisation_number=club.organisation_number,
+            rf_association_number=club.rf_association_number,
+            club_id=club.club_id,
+            batch_id=batch_id or str(uuid.uuid4()),
+            created_at=(created_at or datetime.now(_UTC)).replace(microsecond=0),
+            export_contacts=club.export_contacts,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    name: str
+    sequence: int
+    count: int
+    size: int
+    sha256: str
+    persons: int  # Person elements in the file (a person may repeat across files)
+    activities: int  # Activity elements with OptionType=Insert
+    deletes: int  # Activity elements with OptionType=Delete
+    batch_id: str = ""
+
+
+class _PersonLike(Protocol):  # pragma: no cover - typing only
+    external_id: str
+
+
+PersonLookup = Callable[[str], Any] | Mapping[str, Any]
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def format_datetime(dt: datetime) -> str:
+    """UTC ``yyyy-MM-ddTHH:mm:ss`` without zone designator; naive datetimes are refused."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("naive datetime: IdrottOnline times must be timezone-aware before conversion to UTC")
+    return dt.astimezone(_UTC).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def file_name(header: RunHeader, sequence: int, count: int) -> str:
+    """``<ApplicationId>_<RF-föreningsnummer>_<yyyyMMddTHHmmssZ>_<seq>of<count>.xml``."""
+    ts = header.created_at.astimezone(_UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{header.application_id}_{header.rf_association_number}_{ts}_{sequence}of{count}.xml"
+
+
+def _b(v: bool) -> str:
+    return E.TRUE if v else E.FALSE
+
+
+def _header_bytes(header: RunHeader, sequence: int, count: int) -> bytes:
+    from lxml import etree
+
+    root = etree.Element(E.IMPORT, {E.ATTR_VERSION: E.FORMAT_VERSION})
+    se = etree.SubElement
+    se(root, E.APPLICATION_ID).text = header.application_id
+    se(root, E.ORGANISATION_GUID).text = header.organisation_guid
+    se(root, E.ORGANISATION_IDENTITY_NUMBER).text = header.organisation_number
+    se(root, E.BATCH_ID).text = header.batch_id
+    se(root, E.FILE_SEQUENCE).text = str(sequence)
+    se(root, E.FILE_COUNT).text = str(count)
+    se(root, E.CREATED_AT).text = format_datetime(header.created_at)
+    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+    closing = f"</{E.IMPORT}>".encode()
+    assert body.endswith(closing)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body[: -len(closing)]
+
+
+def _person_element(p: Any, header: RunHeader, etree: Any) -> Any:
+    se = etree.SubElement
+    el = etree.Element(E.PERSON)
+    se(el, E.EXTERNAL_IDENTIFICATION).text = p.external_id
+    se(el, E.OPTION_TYPE).text = E.OPTION_UPDATE
+    if p.created_at is not None:
+        se(el, E.CREATE_DATE).text = format_datetime(p.created_at)
+    if p.changed_at is not None:
+        se(el, E.CHANGE_DATE).text = format_datetime(p.changed_at)
+    if p.personnummer is not None:
+        se(el, E.PERSONAL_IDENTITY_NUMBER).text = p.personnummer
+    se(el, E.BIRTH_DATE).text = p.birth_date.isoformat()
+    se(el, E.FIRST_NAME).text = p.first_name
+    se(el, E.LAST_NAME).text = p.last_name
+    se(el, E.GENDER).text = p.gender
+    if p.nationality is not None:
+        se(el, E.NATIONALITY).text = p.nationality
+    c = p.contact
+    if header.export_contacts and c is not None:
+        values = (
+            (E.EMAIL, c.email),
+            (E.MOBILE_PHONE, c.mobile_phone),
+            (E.STREET, c.street),
+            (E.CO_ADDRESS, c.co_address),
+            (E.POSTAL_CODE, c.postal_code),
+            (E.CITY, c.city),
+            (E.COUNTRY_CODE, c.country_code),
+        )
+        if any(v is not None for _, v in values):
+            ce = se(el, E.CONTACT)
+            for tag, v in values:
+                if v is not None:
+                    se(ce, tag).text = v
+    orgs = se(el, E.ORGANISATIONS)
+    org = se(orgs, E.ORGANISATION)
+    se(org, E.OPTION_TYPE).text = E.OPTION_UPDATE
+    se(org, E.EXTERNAL_ORGANISATION_IDENTIFICATION).text = header.club_id
+    se(org, E.ORGANISATION_IDENTITY_NUMBER).text = header.organisation_number
+    if p.member_since is not None:
+        se(org, E.MEMBER_SINCE).text = p.member_since.isoformat()
+    sports = se(org, E.SPORTS)
+    for s in p.sports:
+        sp = se(sports, E.SPORT)
+        se(sp, E.OPTION_TYPE).text = E.OPTION_UPDATE
+        se(sp, E.SPORT_ID).text = str(s.sport_id)
+        se(sp, E.IS_ACTIVE).text = _b(s.is_active)
+    return el
+
+
+def _activity_element(a: Any, header: RunHeader, etree: Any) -> Any:
+    se = etree.SubElement
+    el = etree.Element(E.ACTIVITY)
+    se(el, E.ACTIVITY_ID).text = a.activity_id
+    if getattr(a, "deleted", False):
+        se(el, E.OPTION_TYPE).text = E.OPTION_DELETE
+        se(el, E.ORGANISATION_NUMBER).text = header.organisation_number
+        return el
+    se(el, E.OPTION_TYPE).text = E.OPTION_INSERT
+    se(el, E.TYPE_ID).text = str(a.type_id)
+    se(el, E.NAME).text = a.name
+    if a.description is not None:
+        se(el, E.DESCRIPTION).text = a.description
+    se(el, E.START_TIME).text = format_datetime(a.start_time)
+    se(el, E.END_TIME).text = format_datetime(a.end_time)
+    se(el, E.ORGANISATION_NUMBER).text = header.organisation_number
+    se(el, E.SPORT_ID).text = str(a.sport_id)
+    se(se(el, E.VENUE), E.VENUE_NAME).text = a.venue_name
+    parts = se(el, E.PARTICIPANTS)
+    for p in a.participants:
+        pe = se(parts, E.PARTICIPANT)
+        se(pe, E.PERSON_ID).text = p.person_id
+        se(pe, E.LEADER).text = _b(p.leader)
+        se(pe, E.DISABLED).text = _b(p.disabled)
+        se(pe, E.ATTENDANCE_STATUS).text = E.ATTENDANCE_ATTENDANT
+    return el
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    sequence: int
+    p_range: tuple[int, int] = (0, 0)
+    a_range: tuple[int, int] = (0, 0)
+    persons: int = 0
+    activities: int = 0
+    deletes: int = 0
+
+
+class _Section:
+    """One xmlfile on a spool file, wrapping a file's Persons or Activities section."""
+
+    __slots__ = ("spool", "tag", "start", "_xf_cm", "_xf", "_el_cm")
+
+    def __init__(self, spool: BinaryIO, tag: str) -> None:
+        self.spool = spool
+        self.tag = tag
+        self._xf = None
+
+    def open(self) -> None:
+        from lxml import etree
+
+        self.start = self.spool.tell()
+        self._xf_cm = etree.xmlfile(self.spool, encoding="utf-8")
+        self._xf = self._xf_cm.__enter__()
+        self._el_cm = self._xf.element(self.tag)
+        self._el_cm.__enter__()
+        self._xf.flush()
+
+    def write(self, el: Any) -> None:
+        self._xf.write(el)
+
+    def mark(self) -> int:
+        self._xf.flush()
+        return self.spool.tell()
+
+    def rollback(self, pos: int) -> None:
+        self._xf.flush()
+        self.spool.seek(pos)
+        self.spool.truncate()
+
+    def close(self) -> tuple[int, int]:
+        self._el_cm.__exit__(None, None, None)
+        self._xf_cm.__exit__(None, None, None)
+        self._xf = None
+        self.spool.flush()
+        return self.start, self.spool.tell()
+
+
+def _resolver(person_lookup: PersonLookup | None) -> Callable[[str], Any]:
+    if person_lookup is None:
+        return lambda _pid: None
+    if isinstance(person_lookup, Mapping):
+        return person_lookup.get
+    return person_lookup
+
+
+def write_run(
+    header: RunHeader,
+    persons: Iterable[Any],
+    activities: Iterable[Any],
+    *,
+    max_file_bytes: int,
+    open_file: Callable[[int], BinaryIO],
+    person_lookup: PersonLookup | None = None,
+    temp_dir: str | None = None,
+) -> list[FileInfo]:
+    """Write one run as files of at most ``max_file_bytes`` each; return their :class:`FileInfo`.
+
+    ``persons``: :class:`PersonRecord` or :class:`~shared.idrott.models.Person` to send (all
+    of them on a first run, the changed ones later; a member who left has every sport
+    ``is_active=False``). ``activities``: :class:`ActivityRecord` / ``Activity`` (inserts) and
+    ``ActivityRecord.delete(id)``. ``person_lookup`` (mapping or callable, ``None`` when
+    unknown) resolves participants that are not already in the current file.
+
+    ``open_file(sequence)`` is called once per file, in sequence order, only after the whole
+    run is planned (so ``FileCount`` is final and :func:`file_name` can name it); the writer
+    writes the file and closes the returned object. Nothing is written (and ``[]`` returned)
+    when there are neither persons nor activities. Raises :class:`UnresolvedParticipant` or
+    :class:`RecordTooLarge`; spool files are removed in every case.
+    """
+    from lxml import etree
+
+    lookup = _resolver(person_lookup)
+    header_upper = len(_header_bytes(header, _PLACEHOLDER_COUNT, _PLACEHOLDER_COUNT))
+    fixed = (
+        header_upper
+        + len(f"</{E.PERSONS}>")
+        + len(f"</{E.ACTIVITIES}>")
+        + len(f"</{E.IMPORT}>\n")
+    )
+    if fixed >= max_file_bytes:
+        raise RecordTooLarge(f"max_file_bytes={max_file_bytes} leaves no room after the header")
+
+    plans: list[_Plan] = []
+    with tempfile.TemporaryFile(dir=temp_dir) as pspool, tempfile.TemporaryFile(dir=temp_dir) as aspool:
+        psec = _Section(pspool, E.PERSONS)
+        asec = _Section(aspool, E.ACTIVITIES)
+        state: dict[str, Any] = {"plan": None, "ids": set()}
+
+        def start_file() -> None:
+            state["plan"] = _Plan(sequence=len(plans) + 1)
+            state["ids"] = set()
+            psec.open()
+            asec.open()
+
+        def finish_file() -> None:
+            plan: _Plan = state["plan"]
+            plan.p_range = psec.close()
+            plan.a_range = asec.close()
+            plans.append(plan)
+            state["plan"] = None
+
+        def size(pe: int, ae: int) -> int:
+            return fixed + (pe - psec.start) + (ae - asec.start)
+
+        def write_unit(unit_persons: Sequence[Any], activity: Any | None) -> bool:
+            """Write a unit into the current file; False (rolled back) if it does not fit."""
+            plan: _Plan = state["plan"]
+            p0, a0 = psec.mark(), asec.mark()
+            for p in unit_persons:
+                psec.write(_person_element(p, header, etree))
+            if activity is not None:
+                asec.write(_activity_element(activity, header, etree))
+            if size(psec.mark(), asec.mark()) <= max_file_bytes:
+                ids = state["ids"]
+                for p in unit_persons:
+                    ids.add(p.external_id)
+                plan.persons += len(unit_persons)
+                if activity is not None:
+                    if getattr(activity, "deleted", False):
+                        plan.deletes += 1
+                    else:
+                        plan.activities += 1
+                return True
+            psec.rollback(p0)
+            asec.rollback(a0)
+            return False
+
+        def empty() -> bool:
+            plan: _Plan = state["plan"]
+            return plan.persons == 0 and plan.activities == 0 and plan.deletes == 0
+
+        def add(unit_for_file: Callable[[], Sequence[Any]], activity: Any | None, what: str) -> None:
+            if state["plan"] is None:
+                start_file()
+            if write_unit(unit_for_file(), activity):
+                return
+            if empty():
+                raise RecordTooLarge(f"{what} does not fit in max_file_bytes={max_file_bytes}")
+            finish_file()
+            start_file()
+            if not write_unit(unit_for_file(), activity):
+                raise RecordTooLarge(f"{what} does not fit in max_file_bytes={max_file_bytes}")
+
+        try:
+            for p in persons:
+                if state["plan"] is not None and p.external_id in state["ids"]:
+                    continue  # repeated in the input: once per file is enough
+
+                add(lambda p=p: (p,), None, f"person {p.external_id}")
+
+            for a in activities:
+                if getattr(a, "deleted", False):
+                    add(tuple, a, f"activity {a.activity_id}")
+                    continue
+
+                def needed(a: Any = a) -> list[Any]:
+                    ids = state["ids"]
+                    out = []
+                    for part in a.participants:
+                        pid = part.person_id
+                        if pid in ids:
+                            continue
+                        rec = lookup(pid)
+                        if rec is None:
+                            raise UnresolvedParticipant(a.activity_id, pid)
+                        out.append(rec)
+                    return out
+
+                add(needed, a, f"activity {a.activity_id} with its participants")
+            if state["plan"] is not None:
+                finish_file()
+        except BaseException:
+            if state["plan"] is not None:
+                try:
+                    psec.close()
+                    asec.close()
+                except Exception:  # pragma: no cover - already failing
+                    pass
+            raise
+
+        count = len(plans)
+        return [_assemble(header, plan, count, pspool, aspool, open_file) for plan in plans]
+
+
+def _copy_range(spool: BinaryIO, rng: tuple[int, int], out: BinaryIO, h: Any) -> int:
+    start, end = rng
+    spool.seek(start)
+    left = end - start
+    while left > 0:
+        chunk = spool.read(min(_COPY_CHUNK, left))
+        if not chunk:  # pragma: no cover
+            raise IOError("spool file ended early")
+        out.write(chunk)
+        h.update(chunk)
+        left -= len(chunk)
+    return end - start
+
+
+def _assemble(
+    header: RunHeader, plan: _Plan, count: int, pspool: BinaryIO, aspool: BinaryIO,
+    open_file: Callable[[int], BinaryIO],
+) -> FileInfo:
+    h = hashlib.sha256()
+    total = 0
+    out = open_file(plan.sequence)
+    try:
+        head = _header_bytes(header, plan.sequence, count)
+        out.write(head)
+        h.update(head)
+        total += len(head)
+        if plan.persons:
+            total += _copy_range(pspool, plan.p_range, out, h)
+        if plan.activities or plan.deletes:
+            total += _copy_range(aspool, plan.a_range, out, h)
+        tail = f"</{E.IMPORT}>\n".encode()
+        out.write(tail)
+        h.update(tail)
+        total += len(tail)
+        out.flush()
+    finally:
+        out.close()
+    return FileInfo(
+        name=file_name(header, plan.sequence, count),
+        sequence=plan.sequence,
+        count=count,
+        size=total,
+        sha256=h.hexdigest(),
+        persons=plan.persons,
+        activities=plan.activities,
+        deletes=plan.deletes,
+        batch_id=header.batch_id,
+    )
+
+
+def write_run_to_dir(
+    header: RunHeader,
+    persons: Iterable[Any],
+    activities: Iterable[Any],
+    *,
+    max_file_bytes: int,
+    directory: str | os.PathLike[str],
+    person_lookup: PersonLookup | None = None,
+) -> list[FileInfo]:
+    """:func:`write_run` into ``directory``, each file under its :func:`file_name`."""
+    names: dict[int, str] = {}
+
+    def open_file(seq: int) -> BinaryIO:
+        path = os.path.join(directory, f".{header.batch_id}.{seq}.tmp")
+        names[seq] = path
+        return open(path, "wb")
+
+    infos = write_run(
+        header, persons, activities, max_file_bytes=max_file_bytes, open_file=open_file,
+        person_lookup=person_lookup, temp_dir=str(directory),
+    )
+    for info in infos:
+        os.replace(names[info.sequence], os.path.join(directory, info.name))
+    return infos
