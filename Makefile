@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.installed
 NODE_OK := devtools/node_modules/.installed
+CHECKOV_OK := .venv-checkov/.installed
 
 .PHONY: install test run bench clean
 
-install: $(PY_OK) $(NODE_OK)
+install: $(PY_OK) $(NODE_OK) $(CHECKOV_OK)
 
 $(PY_OK): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,11 @@ $(PY_OK): requirements.txt requirements-dev.txt
 
 $(NODE_OK): devtools/package.json devtools/package-lock.json
 	cd devtools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV_OK):  ## checkov in its own venv: it pins pycep-parser 0.5.1 (the main venv has 0.7.1)
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --disable-pip-version-check checkov==3.3.30
 	touch $@
 
 test: install  ## the whole suite (Azurite, SFTP and the NIF sandbox are started by the tests)
@@ -29,4 +35,4 @@ bench: install ## benchmarks; prints ratios against bare baselines measured in t
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) devtools/node_modules .local
+	rm -rf $(VENV) .venv-checkov devtools/node_modules .local

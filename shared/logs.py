@@ -37,11 +37,15 @@ _KEYED = re.compile(
     r"accountkey|sharedaccesskey|private[_-]?key)(\"?\s*[=:]\s*\"?)([^\s\"',;&]+)"
 )
 # Swedish personnummer: [CC]YYMMDD[-+]NNNN, day 01-31 or 61-91 (samordningsnummer).
+# Bounded by non-alphanumerics so that digits inside hex ids (UUIDs, request ids) don't match.
 _SE_PNR = re.compile(
-    r"(?<![\d])(?:1[89]|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])[-+]?\d{4}(?![\d])"
+    r"(?<![0-9A-Za-z])(?:1[89]|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])[-+]?\d{4}"
+    r"(?![0-9A-Za-z])"
 )
 # Norwegian fødselsnummer / D-number: DDMMYY + 5 digits (D-number adds 4 to the first digit).
-_NO_FNR = re.compile(r"(?<![\d])(?:0[1-9]|[1-2]\d|3[01]|[4-6]\d|7[01])(?:0[1-9]|1[0-2]|[45]\d)\d{2}\d{5}(?![\d])")
+_NO_FNR = re.compile(
+    r"(?<![0-9A-Za-z])(?:0[1-9]|[1-2]\d|3[01]|[4-6]\d|7[01])(?:0[1-9]|1[0-2]|[45]\d)\d{2}\d{5}(?![0-9A-Za-z])"
+)
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

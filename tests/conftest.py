@@ -30,8 +30,10 @@ class SensitiveValues:
     """Values that must never appear in a log line; fixtures add the secrets they create."""
 
     JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-    SE_PNR = re.compile(r"(?<!\d)(?:19|20)\d{6}[-+]?\d{4}(?!\d)|(?<!\d)\d{6}[-+]\d{4}(?!\d)")
-    NO_FNR = re.compile(r"(?<!\d)(?:0[1-9]|[12]\d|3[01]|[4-6]\d|7[01])(?:0[1-9]|1[0-2])\d{7}(?!\d)")
+    # Date-shaped digits bounded by non-alphanumerics (so hex request ids and UUIDs don't match).
+    _B, _E = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])"
+    SE_PNR = re.compile(_B + r"(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:[0-3]\d|[6-9]\d)(?:[-+]\d{4}|\d{4})" + _E)
+    NO_FNR = re.compile(_B + r"(?:0[1-9]|[12]\d|3[01]|[4-6]\d|7[01])(?:0[1-9]|1[0-2]|[45]\d)\d{7}" + _E)
 
     def __init__(self) -> None:
         self.values: set[str] = set()
