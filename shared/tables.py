@@ -152,6 +152,21 @@ def _translate(what: str) -> Iterator[None]:
         raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
 
 
+_LITERAL = re.compile(r"('(?:[^']|'')*')")
+
+
+def normalize_filter(text: str) -> str:
+    """Pad parentheses and collapse whitespace outside quoted literals.
+
+    The SDK substitutes ``@name`` parameters only in tokens separated by single spaces, so
+    ``(RowKey lt @hi)`` or a double space would otherwise leave a parameter unsubstituted or crash.
+    """
+    parts = _LITERAL.split(text)
+    for i in range(0, len(parts), 2):  # even indexes are outside literals
+        parts[i] = " ".join(parts[i].replace("(", " ( ").replace(")", " ) ").split())
+    return " ".join(p for p in parts if p).strip()
+
+
 def _encode_continuation(token: Any) -> str | None:
     if not token:
         return None
@@ -239,9 +254,11 @@ class Table:
     def _filter(self, filter: str | None, parameters: Mapping[str, Any] | None,
                 partition_key: str | None) -> tuple[str | None, dict[str, Any]]:
         params = dict(parameters or {})
+        if filter:
+            filter = normalize_filter(filter)
         if partition_key is not None:
             params["_pk"] = escape_key(partition_key)
-            filter = "PartitionKey eq @_pk" + (f" and ({filter})" if filter else "")
+            filter = "PartitionKey eq @_pk" + (f" and ( {filter} )" if filter else "")
         return filter, params
 
     def query(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,

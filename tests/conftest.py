@@ -66,9 +66,10 @@ class _CaptureAll(logging.Handler):
 _capture = _CaptureAll()
 logging.getLogger().addHandler(_capture)
 logging.getLogger().setLevel(logging.DEBUG)
-for _noisy in ("urllib3", "azure.core.pipeline.policies.http_logging_policy", "asyncio", "paramiko.transport",
-               "asyncssh", "hpack", "httpcore", "filelock"):
+for _noisy in ("urllib3", "asyncio", "paramiko.transport", "asyncssh", "hpack", "httpcore", "filelock"):
     logging.getLogger(_noisy).setLevel(logging.INFO)
+# The SDK's per-request header dump: noise, and already redacted by the SDK itself.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
 def _render(record: logging.LogRecord) -> str:

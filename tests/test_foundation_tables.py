@@ -161,3 +161,17 @@ def test_unreachable_storage_is_transient() -> None:
     store = TableStore(connection_string=connection_string(free_port()), prefix="x", timeout=1)
     with pytest.raises(TransientStorageError):
         store.table("Nope")
+
+
+def test_filter_with_parameters_next_to_parentheses(storage: TableStore) -> None:
+    t = storage.table("Filters")
+    t.submit([("upsert", {"PartitionKey": "p", "RowKey": k, "n": i}) for i, k in enumerate("abcde")])
+    rows = t.query("RowKey ge @lo and RowKey lt @hi", parameters={"lo": "b", "hi": "d"}, partition_key="p")
+    assert [r["RowKey"] for r in rows] == ["b", "c"]
+
+
+def test_normalize_filter_keeps_literals() -> None:
+    from shared.tables import normalize_filter
+
+    assert normalize_filter("(a eq @x)  and  b eq 'two  spaces (x)' ") == "( a eq @x ) and b eq 'two  spaces (x)'"
+    assert normalize_filter("name eq 'O''Brien'") == "name eq 'O''Brien'"

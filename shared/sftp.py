@@ -1,0 +1,337 @@
+"""SFTP upload adapter (paramiko). Import lazily: ``from shared import sftp`` inside a function.
+
+Security and robustness rules (docs/readme-idrott.md, platform-notes §5 and §8):
+- The server's host key is pinned from the club registry (``"<type> <base64>"``). Only that key is
+  loaded into the client's host-key store and the policy is ``RejectPolicy``: an unknown or a
+  changed key is refused with :class:`HostKeyRejected`. Never ``AutoAddPolicy``.
+- Password or private key from :mod:`shared.secrets` by secret *name*; ``allow_agent=False``,
+  ``look_for_keys=False``.
+- connect / banner / auth / channel timeouts, SSH keepalive, an SFTP channel timeout and an
+  overall deadline (a watchdog closes the transport when it passes).
+- Each file goes to ``<name>.part`` in the target folder, its size is checked with ``stat``, then
+  it is ``posix_rename``d to ``<name>`` (atomic replace). The temp file is removed on failure when
+  the connection still allows it. Files are uploaded in the order given; after a transient failure
+  the client reconnects and continues with the file that failed (bounded attempts, backoff).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import io
+import logging
+import posixpath
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+log = logging.getLogger(__name__)
+
+#: Sleep before attempt 2, 3, ... (seconds). Tests patch this to zeros.
+RETRY_BACKOFF_SECONDS: tuple[float, ...] = (2.0, 5.0, 10.0)
+DEFAULT_ATTEMPTS = 3
+KEEPALIVE_SECONDS = 15
+PART_SUFFIX = ".part"
+
+
+class SftpError(RuntimeError):
+    """Base class. ``transient`` says whether a later attempt may succeed."""
+
+    transient = False
+
+
+class HostKeyRejected(SftpError):
+    """The server presented a host key other than the pinned one (or none is pinned)."""
+
+
+class SftpAuthError(SftpError):
+    """Authentication failed (wrong password or key, or the secret is missing)."""
+
+
+class SftpTransientError(SftpError):
+    transient = True
+
+
+class SftpDeadlineExceeded(SftpError):
+    """The overall deadline passed before every file was uploaded."""
+
+
+class InvalidHostKey(ValueError):
+    """A pinned host key string that does not parse as ``<type> <base64>``."""
+
+
+@dataclass(frozen=True)
+class SftpTarget:
+    """Where and how to upload. Holds secret *names*, never secret values."""
+
+    host: str
+    port: int
+    username: str
+    host_key: str
+    password_secret: str | None = None
+    private_key_secret: str | None = None
+    remote_dir: str = "."
+    disabled_algorithms: dict[str, list[str]] | None = None
+
+
+@dataclass
+class UploadedFile:
+    name: str
+    size: int
+    attempts: int = 1
+
+
+@dataclass
+class UploadReport:
+    files: list[UploadedFile] = field(default_factory=list)
+    connections: int = 0
+
+
+def parse_host_key(line: str) -> paramiko.PKey:
+    """``"<type> <base64>"`` (an optional trailing comment is ignored) → paramiko key."""
+    parts = (line or "").strip().split()
+    if len(parts) < 2:
+        raise InvalidHostKey("host key must read '<type> <base64>'")
+    key_type, b64 = parts[0], parts[1]
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidHostKey("host key base64 does not decode") from exc
+    try:
+        key = paramiko.PKey.from_type_string(key_type, blob)
+    except Exception as exc:  # noqa: BLE001 - paramiko raises various types for bad blobs
+        raise InvalidHostKey(f"host key of type {key_type!r} does not parse: {exc}") from exc
+    if key.get_name() != key_type and not key_type.startswith(key.get_name()):
+        # e.g. blob of one type labelled as another
+        raise InvalidHostKey(f"host key blob is {key.get_name()}, not {key_type}")
+    return key
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint  # "SHA256:..." (public information)
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    """Parse an OpenSSH/PEM private key (Ed25519, ECDSA or RSA) from secret text."""
+    errors = []
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(type(exc).__name__)
+    raise SftpAuthError("the private key secret does not hold a supported unencrypted private key")
+
+
+def _credentials(target: SftpTarget) -> dict:
+    from shared.secrets import SecretNotFound, get_secret_store
+
+    store = get_secret_store()
+    creds: dict = {}
+    try:
+        if target.private_key_secret:
+            creds["pkey"] = load_private_key(store.get(target.private_key_secret))
+        if target.password_secret:
+            creds["password"] = store.get(target.password_secret)
+    except SecretNotFound as exc:
+        raise SftpAuthError(f"SFTP secret not found: {exc}") from exc
+    if not creds:
+        raise SftpAuthError("no SFTP password or private key secret configured for this club")
+    return creds
+
+
+def _known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class _Session:
+    """One SSH connection + SFTP channel, closed by a watchdog at the deadline."""
+
+    def __init__(self, target: SftpTarget, creds: dict, deadline: float, settings) -> None:
+        self.target = target
+        self.client = paramiko.SSHClient()
+        self.client.get_host_keys().add(
+            _known_hosts_name(target.host, target.port), *_typed(parse_host_key(target.host_key))
+        )
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SftpDeadlineExceeded("SFTP deadline passed before connecting")
+        self._watchdog = threading.Timer(remaining, self._expire)
+        self._watchdog.daemon = True
+        self.expired = False
+        self._watchdog.start()
+        connect_timeout = min(settings.SFTP_CONNECT_TIMEOUT_SECONDS, remaining)
+        try:
+            self.client.connect(
+                target.host,
+                port=target.port,
+                username=target.username,
+                timeout=connect_timeout,
+                banner_timeout=connect_timeout,
+                auth_timeout=connect_timeout,
+                channel_timeout=connect_timeout,
+                allow_agent=False,
+                look_for_keys=False,
+                disabled_algorithms=target.disabled_algorithms,
+                **creds,
+            )
+            transport = self.client.get_transport()
+            assert transport is not None
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+            self.sftp = self.client.open_sftp()
+            self.sftp.get_channel().settimeout(settings.SFTP_OPERATION_TIMEOUT_SECONDS)
+        except BaseException:
+            self.close()
+            raise
+
+    def _expire(self) -> None:
+        self.expired = True
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self) -> None:
+        self._watchdog.cancel()
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _typed(key: paramiko.PKey) -> tuple[str, paramiko.PKey]:
+    return key.get_name(), key
+
+
+def _classify(exc: BaseException, target: SftpTarget) -> SftpError:
+    """Map paramiko/socket errors onto our permanent/transient classes."""
+    if isinstance(exc, SftpError):
+        return exc
+    where = f"{target.host}:{target.port}"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostKeyRejected(
+            f"SFTP server {where} presented host key {exc.key.get_name()} {fingerprint(exc.key)}, "
+            f"but the club registry pins {exc.expected_key.get_name()} {fingerprint(exc.expected_key)}; "
+            "refusing to connect (update the pinned key only after verifying it with RF)"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return SftpAuthError(f"SFTP authentication failed for user {target.username!r} at {where}")
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return HostKeyRejected(f"SFTP server {where} host key is not the pinned one; refusing to connect")
+    if isinstance(exc, (PermissionError,)) or (
+        isinstance(exc, OSError) and getattr(exc, "errno", None) in (errno.EACCES, errno.ENOENT)
+        and not isinstance(exc, (ConnectionError, socket.timeout))
+    ):
+        return SftpError(f"SFTP server {where} refused the operation: {exc}")
+    if isinstance(exc, (OSError, EOFError, paramiko.SSHException, socket.timeout)):
+        return SftpTransientError(f"SFTP transfer to {where} failed: {type(exc).__name__}: {exc}")
+    return SftpError(f"SFTP transfer to {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _remote_path(remote_dir: str, name: str) -> str:
+    if not remote_dir or remote_dir == ".":
+        return name
+    return posixpath.join(remote_dir, name)
+
+
+def _upload_one(session: _Session, local: Path, name: str) -> int:
+    sftp = session.sftp
+    final = _remote_path(session.target.remote_dir, name)
+    tmp = final + PART_SUFFIX
+    size = local.stat().st_size
+    renamed = False
+    try:
+        with local.open("rb") as fh:
+            sftp.putfo(fh, tmp, file_size=size, confirm=False)
+        remote_size = sftp.stat(tmp).st_size
+        if remote_size != size:
+            raise SftpTransientError(f"size check failed for {name}: sent {size}, server has {remote_size}")
+        sftp.posix_rename(tmp, final)
+        renamed = True
+    finally:
+        if not renamed:
+            try:
+                sftp.remove(tmp)
+            except Exception:  # noqa: BLE001 - connection may be gone; next run overwrites it
+                pass
+    return size
+
+
+def upload_files(
+    target: SftpTarget,
+    files: Sequence[tuple[Path, str]],
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+    deadline_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    settings=None,
+) -> UploadReport:
+    """Upload ``(local_path, remote_name)`` pairs in order; raise :class:`SftpError` on failure.
+
+    Files already renamed to their final name stay there when a later file fails (IdrottOnline
+    processes them in order and re-sending the same ids is harmless).
+    """
+    if settings is None:
+        from shared.config import get_settings
+
+        settings = get_settings()
+    parse_host_key(target.host_key)  # refuse early with a clear error
+    creds = _credentials(target)
+    deadline = time.monotonic() + (deadline_seconds or settings.SFTP_DEADLINE_SECONDS)
+    report = UploadReport()
+    index = 0
+    attempt = 0
+    last: SftpError | None = None
+    per_file_attempts = 0
+    while index < len(files):
+        attempt += 1
+        if attempt > attempts:
+            break
+        if attempt > 1:
+            pause = RETRY_BACKOFF_SECONDS[min(attempt - 2, len(RETRY_BACKOFF_SECONDS) - 1)] \
+                if RETRY_BACKOFF_SECONDS else 0.0
+            if time.monotonic() + pause >= deadline:
+                raise SftpDeadlineExceeded(f"SFTP deadline reached after {attempt - 1} attempt(s): {last}")
+            log.warning("SFTP attempt %d of %d to %s:%s after: %s", attempt, attempts,
+                        target.host, target.port, last)
+            sleep(pause)
+        session = None
+        try:
+            session = _Session(target, creds, deadline, settings)
+            report.connections += 1
+            while index < len(files):
+                local, name = files[index]
+                per_file_attempts += 1
+                size = _upload_one(session, Path(local), name)
+                report.files.append(UploadedFile(name=name, size=size, attempts=per_file_attempts))
+                per_file_attempts = 0
+                log.info("SFTP uploaded %s (%d bytes) to %s:%s", name, size, target.host, target.port)
+                index += 1
+        except BaseException as exc:  # noqa: BLE001 - classified below
+            expired = session is not None and session.expired
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if expired or time.monotonic() >= deadline:
+                raise SftpDeadlineExceeded(
+                    f"SFTP deadline of {deadline_seconds or settings.SFTP_DEADLINE_SECONDS:g}s passed "
+                    f"with {index} of {len(files)} file(s) uploaded"
+                ) from exc
+            last = _classify(exc, target)
+            if not last.transient:
+                raise last from exc
+        finally:
+            if session is not None:
+                session.close()
+    if index < len(files):
+        assert last is not None
+        raise SftpTransientError(
+            f"SFTP upload gave up after {attempts} attempt(s) with {index} of {len(files)} file(s) "
+            f"uploaded: {last}"
+        )
+    return report

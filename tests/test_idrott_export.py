@@ -1,0 +1,285 @@
+"""Export orchestration against Azurite and the real asyncssh SFTP server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from shared import sftp
+from shared.idrott import export
+from shared.idrott.models import Activity, Person
+from shared.idrott.store import ClubRecords
+from tests.idrott_support import SFTP_PASSWORD, quiet_sdk_http_logs, activity, person, register_club, sftp_server, xml_files
+
+
+@pytest.fixture
+def srv(tmp_path, storage, env, sensitive):
+    env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
+    sensitive.add(SFTP_PASSWORD)
+    with sftp_server(tmp_path / "sftp") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
+    quiet_sdk_http_logs()
+
+
+def _seed(club_id: str, n_persons: int = 4) -> ClubRecords:
+    rec = ClubRecords(club_id)
+    persons = [person(f"p{i}", serial=i + 1, female=bool(i % 2)) for i in range(n_persons)]
+    persons.append(person("lead", year=1990, serial=77, first="Leo"))
+    rec.upsert_persons([Person.model_validate(p) for p in persons])
+    rec.upsert_activities([Activity.model_validate(activity("a1", [f"p{i}" for i in range(n_persons)],
+                                                            leader="lead"))])
+    return rec
+
+
+def test_first_run_full_load_then_nothing(srv):
+    club = register_club("club1", srv)
+    _seed("club1")
+    r = export.export_club(club, trigger="test")
+    assert r.status == "succeeded", r.error
+    assert r.full_load and r.persons == 5 and r.activities == 1 and r.deletes == 0
+    files = xml_files(srv.root)
+    assert [f.name for f in files] == [f["name"] for f in r.files]
+    assert r.files[0]["uploaded"] and r.files[0]["size"] == files[0].stat().st_size
+    assert not list(srv.root.glob("*.part"))
+    r2 = export.export_club(club, trigger="test")
+    assert r2.status == "empty" and not r2.full_load
+    runs = export.list_runs("club1")
+    assert [x.status for x in runs] == ["empty", "succeeded"]  # newest first
+
+
+def test_delta_sends_only_change_with_referenced_persons(srv):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    assert export.export_club(club).status == "succeeded"
+    changed = person("p1", serial=2, female=True, first="Ebba")
+    rec.upsert_persons([Person.model_validate(changed)])
+    r = export.export_club(club)
+    assert (r.status, r.persons, r.activities) == ("succeeded", 1, 0)
+    # an activity change carries its participants (unchanged persons) for a self-contained file
+    rec.upsert_activities([Activity.model_validate(activity("a2", ["p0", "p2"], leader="lead"))])
+    r = export.export_club(club)
+    assert (r.status, r.persons, r.activities) == ("succeeded", 0, 1)
+    text = sorted(srv.root.glob("*.xml"))[-1].read_text()
+    assert text.count("<Person>") == 3 and "<ActivityId>a2</ActivityId>" in text
+
+
+def test_same_content_again_is_not_resent(srv):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    export.export_club(club)
+    rec.upsert_persons([Person.model_validate(person("p0", serial=1))])  # identical content
+    assert export.export_club(club).status == "empty"
+    assert rec.markers() == []
+
+
+def test_left_member_and_deleted_activity(srv):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    export.export_club(club)
+    assert rec.mark_person_left("p2")
+    assert rec.delete_activity("a1")
+    r = export.export_club(club)
+    assert (r.status, r.persons, r.deletes) == ("succeeded", 1, 1)
+    newest = max(srv.root.glob("*.xml"), key=lambda p: p.stat().st_mtime_ns)
+    text = newest.read_text()
+    assert "<IsActive>false</IsActive>" in text and "<OptionType>Delete</OptionType>" in text
+    assert "<IsActive>true</IsActive>" not in text
+    assert export.export_club(club).status == "empty"
+
+
+def test_never_exported_tombstones_are_not_sent(srv):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    rec.upsert_persons([Person.model_validate(person("gone", serial=40))])
+    rec.mark_person_left("gone")
+    r = export.export_club(club)
+    assert r.persons == 5  # "gone" is not in the first load
+
+
+def test_pinned_key_mismatch_fails_run_and_keeps_state(srv, tmp_path):
+    from devtools.sftp_server import SftpServer
+
+    club = register_club("club1", srv)
+    _seed("club1")
+    from shared.clubs import ClubIn, put_club
+
+    body = club.model_dump(by_alias=True, exclude={"club_id", "created_at", "updated_at"})
+    body["sftpHostKey"] = SftpServer(tmp_path / "other").host_key_line
+    club, _ = put_club("club1", ClubIn.model_validate(body))
+    r = export.export_club(club)
+    assert r.status == "failed" and "HostKeyRejected" in r.error and "pins" in r.error
+    assert xml_files(srv.root) == []
+    assert export.list_runs("club1")[0].status == "failed"
+    assert not export.full_load_done("club1")
+
+
+def test_drop_mid_upload_then_next_run_delivers_same_records(srv):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    srv.drop_connection_after(200, times=100)  # every attempt dies mid-file
+    r = export.export_club(club)
+    assert r.status == "failed" and "SftpTransientError" in r.error
+    assert xml_files(srv.root) == []  # nothing under its final name
+    runs = export.list_runs("club1")
+    assert runs[0].status == "failed" and runs[0].error and runs[0].files[0]["uploaded"] is False
+    assert not export.full_load_done("club1")
+    assert len(rec.markers()) == 6  # exported state unchanged
+    assert all(p.exported_hash is None for p in rec.all_persons())
+    srv.drop_connection_after(0, times=0)  # disarm
+    srv.faults.remaining = 0
+    r2 = export.export_club(club)
+    assert r2.status == "succeeded" and r2.full_load
+    assert (r2.persons, r2.activities) == (r.persons, r.activities)
+    assert [f["sha256"] for f in r2.files] != [] and xml_files(srv.root)[0].name == r2.files[0]["name"]
+    assert rec.markers() == []
+
+
+def test_change_during_run_goes_in_next_run(srv, monkeypatch):
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    real_upload = sftp.upload_files
+
+    def upload_and_change(*a, **kw):
+        out = real_upload(*a, **kw)
+        rec.upsert_persons([Person.model_validate(person("p3", serial=4, female=True, first="Changed"))])
+        return out
+
+    monkeypatch.setattr(sftp, "upload_files", upload_and_change)
+    assert export.export_club(club).status == "succeeded"
+    monkeypatch.setattr(sftp, "upload_files", real_upload)
+    r = export.export_club(club)
+    assert (r.status, r.persons) == ("succeeded", 1)
+
+
+def test_split_files_are_self_contained(srv, env):
+    env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD, IDROTTONLINE_MAX_FILE_BYTES=10_000)
+    club = register_club("club1", srv)
+    rec = ClubRecords("club1")
+    rec.upsert_persons([Person.model_validate(person(f"p{i}", serial=i + 1)) for i in range(30)])
+    rec.upsert_activities([Activity.model_validate(activity(f"a{i}", [f"p{i}", f"p{i + 1}"]))
+                           for i in range(0, 28, 2)])
+    r = export.export_club(club)
+    assert r.status == "succeeded", r.error
+    files = xml_files(srv.root)
+    assert len(files) == len(r.files) > 1
+    from lxml import etree
+
+    batch = set()
+    for f in files:
+        assert f.stat().st_size <= 10_000
+        root = etree.parse(str(f)).getroot()
+        batch.add(root.findtext("BatchId"))
+        ids = {p.findtext("ExternalIdentification") for p in root.iter("Person")}
+        for pid in root.iter("PersonId"):
+            assert pid.text in ids
+    assert batch == {r.batch_id}
+
+
+def test_concurrent_runs_one_skips(srv, monkeypatch, caplog):
+    club = register_club("club1", srv)
+    _seed("club1")
+    inside, release = threading.Event(), threading.Event()
+    real_upload = sftp.upload_files
+
+    def slow_upload(*a, **kw):
+        inside.set()
+        assert release.wait(20)
+        return real_upload(*a, **kw)
+
+    monkeypatch.setattr(sftp, "upload_files", slow_upload)
+    results = {}
+    t = threading.Thread(target=lambda: results.setdefault("a", export.export_club(club)))
+    t.start()
+    assert inside.wait(20)
+    caplog.set_level(logging.INFO, logger="shared.idrott.export")
+    results["b"] = export.export_club(club)
+    release.set()
+    t.join(30)
+    assert results["a"].status == "succeeded"
+    assert results["b"].status == "skipped"
+    assert "skipped" in caplog.text and "holds the export lock" in caplog.text
+    assert [r.status for r in export.list_runs("club1")] == ["succeeded"]
+
+
+def test_lock_expiry_and_takeover(storage):
+    ok, _ = export.acquire_lock("c9", "run-a", 60)
+    assert ok
+    ok, holder = export.acquire_lock("c9", "run-b", 60)
+    assert not ok and holder.owner == "run-a"
+    state = storage.table(export.STATE_TABLE)
+    row = state.get("c9", "lock")
+    from datetime import datetime, timedelta, timezone
+
+    state.upsert({**{k: v for k, v in row.items() if not k.startswith("_")},
+                  "expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)}, replace=True)
+    ok, _ = export.acquire_lock("c9", "run-b", 60)
+    assert ok
+    export.release_lock("c9", "run-a")  # not the owner: no effect
+    assert state.get("c9", "lock")["owner"] == "run-b"
+    export.release_lock("c9", "run-b")
+    assert state.get("c9", "lock") is None
+
+
+def test_lock_race_exactly_one_winner(storage):
+    barrier = threading.Barrier(8)
+    wins = []
+
+    def contend(i):
+        barrier.wait()
+        ok, _ = export.acquire_lock("race", f"run-{i}", 60)
+        if ok:
+            wins.append(i)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_one_club_failure_does_not_stop_others(srv, tmp_path):
+    from devtools.sftp_server import SftpServer
+
+    good = register_club("good", srv)
+    bad = register_club("bad", srv)
+    from shared.clubs import ClubIn, put_club
+
+    body = bad.model_dump(by_alias=True, exclude={"club_id", "created_at", "updated_at"})
+    body["sftpHostKey"] = SftpServer(tmp_path / "x").host_key_line
+    put_club("bad", ClubIn.model_validate(body))
+    register_club("off", srv, enabled=False)
+    for cid in ("bad", "good", "off"):
+        _seed(cid)
+    results = {r.club_id: r.status for r in export.run_scheduled(None)}
+    assert results == {"bad": "failed", "good": "succeeded"}
+    assert good.club_id == "good"
+
+
+def test_invalid_file_is_refused_before_upload(srv, monkeypatch):
+    club = register_club("club1", srv)
+    _seed("club1")
+    from shared.idrott import xmlwriter
+
+    real = xmlwriter._header_bytes
+    monkeypatch.setattr(xmlwriter, "_header_bytes",
+                        lambda h, s, c: real(h, s, c).replace(b"<BatchId>", b"<Bogus/><BatchId>"))
+    r = export.export_club(club)
+    assert r.status == "failed" and "InvalidExportFile" in r.error
+    assert xml_files(srv.root) == [] and srv.connections == 0
+
+
+def test_personnummer_and_password_not_in_logs(srv, caplog, sensitive):
+    caplog.set_level(logging.DEBUG)
+    club = register_club("club1", srv)
+    _seed("club1")
+    srv.drop_connection_after(100, times=1)
+    assert export.export_club(club).status == "succeeded"
+    assert SFTP_PASSWORD not in caplog.text
