@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
+from shared.idrott.personnummer import luhn_valid  # organisationsnummer uses the same Luhn check
+
 TABLE = "Clubs"
 PARTITION = "club"
 
@@ -37,18 +39,6 @@ HOST_KEY_TYPES = (
 
 ClubId = Annotated[str, StringConstraints(pattern=CLUB_ID_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def validate_host_key_line(value: str) -> str:
@@ -114,7 +104,7 @@ class ClubIn(BaseModel):
             return v
         if not re.fullmatch(r"\d{6}-\d{4}", v):
             raise ValueError("must be NNNNNN-NNNN (10 digits with a hyphen)")
-        if not _luhn_ok(v.replace("-", "")):
+        if not luhn_valid(v.replace("-", "")):
             raise ValueError("check digit (Luhn) does not match")
         return v
 

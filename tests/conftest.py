@@ -68,7 +68,8 @@ logging.getLogger().addHandler(_capture)
 logging.getLogger().setLevel(logging.DEBUG)
 for _noisy in ("urllib3", "asyncio", "paramiko.transport", "asyncssh", "hpack", "httpcore", "filelock"):
     logging.getLogger(_noisy).setLevel(logging.INFO)
-# The SDK's per-request header dump: noise, and already redacted by the SDK itself.
+# The SDK's per-request header dump: noise, already redacted by the SDK itself, and its random request
+# ids used to trip the personnummer guard. Quietened here once for every test module.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 

@@ -87,12 +87,3 @@ def sftp_server(root: Path) -> Iterator:
 
 def xml_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.xml"))
-
-
-def quiet_sdk_http_logs() -> None:
-    """The Azure SDK logs request/response headers at INFO; random UUIDs there (``…821639-7801…``)
-    match the log guard's loose personnummer pattern and fail tests at random. Our own loggers
-    stay at DEBUG and guarded. (Reported to the lead: the guard should require non-hex boundaries.)"""
-    import logging
-
-    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)

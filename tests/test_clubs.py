@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import clubs
-from tests.idrott_support import ORGNR, quiet_sdk_http_logs
+from tests.idrott_support import ORGNR
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -64,7 +64,6 @@ def test_host_key_accepts_comment_and_real_keys():
 
 
 def test_registry_round_trip(storage):
-    quiet_sdk_http_logs()
     club, created = clubs.put_club("c1", clubs.ClubIn.model_validate(_se()))
     assert created and club.created_at is not None
     again, created2 = clubs.put_club("c1", clubs.ClubIn.model_validate(_se(sftpPort=2222)))

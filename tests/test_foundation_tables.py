@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from shared.tables import Conflict, TableStore, TransientStorageError, escape_key, plan_batches, unescape_key
+from tests.support import run_in_threads
 
 
 @pytest.mark.parametrize("raw", ["plain-Key_1.2", "a/b", "back\\slash", "hash#tag", "what?", "tab\tnew\nline",
@@ -97,7 +97,7 @@ def test_concurrent_conditional_updates_lose_no_increment(storage: TableStore) -
     t = storage.table("Counter")
     t.upsert({"PartitionKey": "p", "RowKey": "c", "n": 0})
 
-    def bump() -> None:
+    def bump(_: int) -> None:
         for _ in range(10):
             while True:
                 row = t.get("p", "c")
@@ -107,11 +107,7 @@ def test_concurrent_conditional_updates_lose_no_increment(storage: TableStore) -
                 except Conflict:
                     continue
 
-    threads = [threading.Thread(target=bump) for _ in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_in_threads(bump, 4)
     assert t.get("p", "c")["n"] == 40
 
 

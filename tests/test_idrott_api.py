@@ -14,7 +14,6 @@ from tests.idrott_support import (
     club_body,
     person,
     pnr,
-    quiet_sdk_http_logs,
     sftp_server,
     xml_files,
 )
@@ -42,7 +41,6 @@ def srv(tmp_path, storage, env, sensitive, monkeypatch):
     env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
     sensitive.add(SFTP_PASSWORD)
     monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
-    quiet_sdk_http_logs()
     with sftp_server(tmp_path / "sftp") as server:
         yield server
 

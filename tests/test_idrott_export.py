@@ -11,7 +11,8 @@ from shared import sftp
 from shared.idrott import export
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
-from tests.idrott_support import SFTP_PASSWORD, quiet_sdk_http_logs, activity, person, register_club, sftp_server, xml_files
+from tests.idrott_support import SFTP_PASSWORD, activity, person, register_club, sftp_server, xml_files
+from tests.support import run_in_threads
 
 
 @pytest.fixture
@@ -25,7 +26,6 @@ def srv(tmp_path, storage, env, sensitive):
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
-    quiet_sdk_http_logs()
 
 
 def _seed(club_id: str, n_persons: int = 4) -> ClubRecords:
@@ -237,11 +237,7 @@ def test_lock_race_exactly_one_winner(storage):
         if ok:
             wins.append(i)
 
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(contend, 8)
     assert len(wins) == 1
 
 

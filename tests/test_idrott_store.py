@@ -9,14 +9,13 @@ import pytest
 from shared.idrott import store as store_mod
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
-from tests.idrott_support import activity, person, quiet_sdk_http_logs
+from tests.idrott_support import activity, person
 
 TODAY = date.today()
 
 
 @pytest.fixture
 def rec(storage):
-    quiet_sdk_http_logs()
     return ClubRecords("club1")
 
 

@@ -18,16 +18,6 @@ EVENTS = Path(__file__).parent / "events" / "nif"
 SEED_DAY = datetime(2019, 8, 27, 10, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_azure_http_logging(monkeypatch):
-    """The Azure SDK logs request ids (UUIDs); one in ~100 looks like a personnummer to the log
-    guard (``ab123456-1234``), which made the 200-request tests flaky. Headers are not needed here."""
-    import logging
-
-    monkeypatch.setattr(logging.getLogger("azure.core.pipeline.policies.http_logging_policy"), "level",
-                        logging.WARNING)
-
-
 @pytest.fixture(scope="module")
 def host(app_host):
     """The session host if function_app registers the NIF blueprint, else one over just that blueprint."""

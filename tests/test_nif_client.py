@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -14,6 +13,7 @@ from devtools.nif_sandbox import NifSandbox
 from shared.config import Settings
 from shared.nif.client import NifClient, jwt_expiry, parse_nif_error, plan_refresh
 from shared.nif.errors import NifContractError, NifRejected, NifTimeout, NifUnavailable
+from tests.support import run_in_threads
 
 KEY = "test-subscription-key-123"
 
@@ -331,9 +331,5 @@ def test_client_is_thread_safe_for_mixed_calls(client) -> None:
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, 20)
     assert errors == []

@@ -33,6 +33,7 @@ from shared.idrott.personnummer import (
     InvalidPersonnummer,
     birth_date_from_personnummer,
     gender_from_personnummer,
+    luhn_valid,
     normalize_personnummer,
 )
 
@@ -248,10 +249,7 @@ class ClubExportInfo(_Model):
     @field_validator("organisation_number")
     @classmethod
     def _orgnr_luhn(cls, v: str) -> str:
-        from shared.idrott.personnummer import luhn_check_digit
-
-        digits = v.replace("-", "")
-        if luhn_check_digit(digits[:9]) != int(digits[9]):
+        if not luhn_valid(v.replace("-", "")):
             raise PydanticCustomError("luhn", "organisationsnummer: the check digit (Luhn) does not match")
         return v
 

@@ -32,6 +32,7 @@ __all__ = [
     "birth_date_from_personnummer",
     "is_samordningsnummer",
     "luhn_check_digit",
+    "luhn_valid",
     "NORMALIZED_RE",
 ]
 
@@ -58,6 +59,12 @@ def luhn_check_digit(nine_digits: str) -> int:
         n = int(ch) * (2 if i % 2 == 0 else 1)
         total += n - 9 if n > 9 else n
     return (10 - total % 10) % 10
+
+
+def luhn_valid(ten_digits: str) -> bool:
+    """True if the last of ten digits is the Luhn check digit of the first nine (personnummer in
+    the 10-digit form, organisationsnummer)."""
+    return len(ten_digits) == 10 and ten_digits.isdigit() and luhn_check_digit(ten_digits[:9]) == int(ten_digits[9])
 
 
 def _today(today: date | None) -> date:
@@ -119,7 +126,7 @@ def normalize_personnummer(
             year -= 100
     _real_date(year, month, day, allow_samordningsnummer=allow_samordningsnummer)
     ten = f"{year % 100:02d}{month:02d}{day:02d}{tail}"
-    if luhn_check_digit(ten[:9]) != int(ten[9]):
+    if not luhn_valid(ten):
         raise InvalidPersonnummer("personnummer: the check digit (Luhn) does not match")
     return f"{year:04d}{month:02d}{day:02d}-{tail}"
 
