@@ -11,10 +11,7 @@ parsing it (``shared.sftp.parse_host_key`` semantics, done without importing par
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-import struct
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -42,31 +39,23 @@ SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 
 
 def validate_host_key_line(value: str) -> str:
-    """``"<type> <base64>"`` whose blob is an SSH public key of that type; returns it normalised."""
+    """``"<type> <base64>"`` whose blob is an SSH public key of that type; returns it normalised.
+
+    The key types allowed are this registry's policy; parsing is the SFTP adapter's (paramiko),
+    imported here only when a club is registered or read.
+    """
     parts = value.strip().split()
     if len(parts) < 2:
         raise ValueError("must read '<type> <base64>', e.g. 'ssh-ed25519 AAAAC3Nza...'")
     key_type, b64 = parts[0], parts[1]
     if key_type not in HOST_KEY_TYPES:
         raise ValueError(f"unsupported key type {key_type!r} (use one of {', '.join(HOST_KEY_TYPES)})")
+    from shared.sftp import InvalidHostKey, parse_host_key
+
     try:
-        blob = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("key data is not valid base64") from None
-    # SSH wire format: string key-type, then type-specific fields.
-    try:
-        (n,) = struct.unpack(">I", blob[:4])
-        embedded = blob[4 : 4 + n].decode("ascii")
-    except (struct.error, UnicodeDecodeError):
-        raise ValueError("key data is not an SSH public key") from None
-    if embedded != key_type:
-        raise ValueError(f"key data is a {embedded!r} key, not {key_type!r}")
-    rest = blob[4 + n :]
-    if key_type == "ssh-ed25519":
-        if len(rest) != 4 + 32 or struct.unpack(">I", rest[:4])[0] != 32:
-            raise ValueError("ssh-ed25519 key data has the wrong length")
-    elif len(rest) < 8:
-        raise ValueError("key data is truncated")
+        parse_host_key(f"{key_type} {b64}")
+    except InvalidHostKey as exc:
+        raise ValueError(str(exc)) from None
     return f"{key_type} {b64}"
 
 
