@@ -211,7 +211,8 @@ class Table:
         """Create the row; ``False`` (and no change) if it already exists."""
         try:
             with _translate(f"insert {self.name}"):
-                self._client.create_entity(encode_entity(entity))
+                # Prefer: return-no-content: 204 instead of the entity echoed back (nothing to parse)
+                self._client.create_entity(encode_entity(entity), response_preference="return-no-content")
         except Conflict:
             return False
         return True
