@@ -124,7 +124,7 @@ var keyVaultName = '${abbrs.keyVault}${resourceToken}'
 var storageAccountName = '${abbrs.storageAccount}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
-// --- Secrets (names only; values are set by the operator, see docs/readme-deploy.md) ------------
+// --- Secrets (names only; values are set by the operator, see docs/deploy.md) ------------
 var secretNames = {
   nifSubscriptionKey: 'nif-subscription-key'
   nifServiceBusConnection: 'nif-servicebus-connection'

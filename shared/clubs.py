@@ -60,7 +60,7 @@ def validate_host_key_line(value: str) -> str:
 
 
 class ClubIn(BaseModel):
-    """Body of ``PUT /api/clubs/{clubId}`` (camelCase JSON). See docs/readme-idrott.md."""
+    """Body of ``PUT /api/clubs/{clubId}`` (camelCase JSON). See docs/idrottonline.md."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=True

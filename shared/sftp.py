@@ -1,6 +1,6 @@
 """SFTP upload adapter (paramiko). Import lazily: ``from shared import sftp`` inside a function.
 
-Security and robustness rules (docs/readme-idrott.md, platform-notes §5 and §8):
+Security and robustness rules (docs/idrottonline.md, platform-notes §5 and §8):
 - The server's host key is pinned from the club registry (``"<type> <base64>"``). Only that key is
   loaded into the client's host-key store and the policy is ``RejectPolicy``: an unknown or a
   changed key is refused with :class:`HostKeyRejected`. Never ``AutoAddPolicy``.

@@ -290,6 +290,6 @@ SECRET_PATTERNS = [
 
 def test_no_secret_values_in_templates_or_deploy_docs():
     files = [*ic.bicep_files(), *ic.bicepparam_files(), ROOT / "azure.yaml", ROOT / "local.settings.json.example"]
-    files += [p for p in (ROOT / "docs" / "readme-deploy.md",) if p.exists()]
+    files += [p for p in (ROOT / "docs" / "deploy.md",) if p.exists()]
     hits = [f"{p.relative_to(ROOT)}: {m.group(0)[:30]}" for p in files for rx in SECRET_PATTERNS for m in rx.finditer(p.read_text())]
     assert not hits, hits

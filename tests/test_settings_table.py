@@ -12,12 +12,12 @@ import pytest
 from devtools import settings_table
 from devtools.infra_check import ROOT
 
-DOCS = [ROOT / "README.md", ROOT / "docs" / "readme-deploy.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
 BLOCK = re.compile(re.escape(settings_table.START) + r"\n(.*?)\n" + re.escape(settings_table.END), re.S)
 
 
 def test_the_deploy_doc_carries_the_table():
-    assert BLOCK.search((ROOT / "docs" / "readme-deploy.md").read_text())
+    assert BLOCK.search((ROOT / "docs" / "deploy.md").read_text())
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if p.exists()], ids=lambda p: p.name)

@@ -1,5 +1,5 @@
 // Key Vault in RBAC mode for the app's secrets. The template creates no secret values: operators
-// set them with `az keyvault secret set` (docs/readme-deploy.md). App settings point at them with
+// set them with `az keyvault secret set` (docs/deploy.md). App settings point at them with
 // versionless Key Vault references, and shared/secrets.py reads per-club secrets at run time.
 @description('Key Vault name (3-24 characters).')
 @minLength(3)

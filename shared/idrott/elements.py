@@ -1,7 +1,7 @@
 """Every XML element and attribute name of the IdrottOnline import file, in one place.
 
 RF gives its official XSD only to licensees. Our model (file model v1, see
-docs/readme-idrott-core.md) mirrors IdrottOnline's import data model; the day a licensee gets
+docs/idrottonline-format.md) mirrors IdrottOnline's import data model; the day a licensee gets
 RF's XSD, renaming an element is a change here (plus ``schema/import_v1.xsd``, which a test keeps
 in step with this module). No logic, no imports.
 """
