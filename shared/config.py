@@ -20,7 +20,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: be provisioned). Kept here so the settings-consistency test sees one list.
 BINDING_SETTINGS: tuple[str, ...] = (
     "NIF_QUEUE_NAME",  # %NIF_QUEUE_NAME% on the Service Bus trigger
-    "NifServiceBus",  # connection setting of the Service Bus trigger (NIF's connection string)
     "IDROTTONLINE_EXPORT_SCHEDULE",  # %IDROTTONLINE_EXPORT_SCHEDULE% on the timer trigger
 )
 
@@ -68,6 +67,12 @@ class Settings(BaseSettings):
     # --- NIF queue ------------------------------------------------------------------------
     NIF_QUEUE_NAME: str = Field(
         "nif-entity-changes", description="NIF's Service Bus queue name (trigger binding)."
+    )
+
+    NifServiceBus: SecretStr | None = Field(
+        None,
+        description="Connection string of NIF's Service Bus namespace (trigger connection; NIF issues it). "
+        "Also read by the dead-letter drain command.",
     )
 
     # --- Storage --------------------------------------------------------------------------

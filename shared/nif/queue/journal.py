@@ -1,0 +1,118 @@
+"""Journal rows: every delivered message, raw, before anything else (row building is pure).
+
+Key: ``PartitionKey = sequence_number // 1000`` (17 digits), ``RowKey = sequence_number``
+(20 digits). The broker's sequence number is stable across redeliveries, so a redelivered
+message maps onto the same row (idempotent insert), consecutive messages share a partition (a
+batch journals in one transaction), and a partition scan returns messages in queue order.
+Without a sequence number (never from Service Bus) the message id is the key, partition ``msgid``.
+
+The raw body is kept in chunks ``Body00``, ``Body01``, ... below the 64 KiB property limit
+(30 000 characters of text for a UTF-8 body, else 60 000 bytes of binary), 14 chunks in the row
+(an entity holds at most 1 MiB);
+the rest goes to ``NifJournalOverflow`` rows (``PartitionKey = <pk>-<rk>``, ``RowKey`` = chunk
+number), written before the journal row.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from shared.nif.queue.envelope import Envelope, PoisonMessage, RawMessage, parse_envelope
+
+CHUNK = 60_000  # bytes per binary chunk (a property holds at most 64 KiB)
+TEXT_CHUNK = 30_000  # characters per text chunk (strings count UTF-16: 64 KiB = 32 768 chars)
+IN_ROW_CHUNKS = 14  # ~840 KB in the row (an entity holds at most 1 MiB)
+SEQ_PARTITION = 1_000
+
+
+def journal_keys(raw: RawMessage) -> tuple[str, str]:
+    if raw.sequence_number is not None:
+        return f"{raw.sequence_number // SEQ_PARTITION:017d}", raw.journal_key
+    return "msgid", raw.journal_key
+
+
+def body_chunks(body: bytes) -> tuple[str, list[str] | list[bytes]]:
+    """``("text", [str…])`` for UTF-8 bodies (cheaper to store), else ``("binary", [bytes…])``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary", [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)]
+    return "text", [text[i : i + TEXT_CHUNK] for i in range(0, len(text), TEXT_CHUNK)]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def journal_rows(raw: RawMessage, env: Envelope | None, poison: PoisonMessage | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(journal_row, overflow_rows)`` for one message.
+
+    Columns: ``MessageId``, ``Entity`` (canonical name; ``""`` when it was poison), ``Meta``
+    (JSON: sequence number, enqueued time, delivery count, application/user properties, content
+    type, parsed envelope or poison reason, body length/encoding/chunks), ``Body00``… (the raw
+    body). Few columns on purpose: every property costs serialisation in a batch transaction.
+    """
+    pk, rk = journal_keys(raw)
+    encoding, chunks = body_chunks(raw.body)
+    meta: dict[str, Any] = {
+        "seq": raw.sequence_number,
+        "enq": _iso(raw.enqueued_time_utc),
+        "dc": raw.delivery_count,
+        "props": dict(raw.application_properties),
+        "len": len(raw.body),
+        "enc": encoding,
+        "chunks": len(chunks),
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
+    if raw.user_properties:
+        meta["user"] = dict(raw.user_properties)
+    if raw.content_type:
+        meta["ctype"] = raw.content_type
+    if env is not None:
+        meta.update(known=env.known, objectId=env.object_id, changeType=int(env.change_type), version=env.version)
+    else:
+        meta["poison"] = poison.reason if poison else "unparsed"
+    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk, "MessageId": raw.message_id,
+                           "Entity": env.entity if env is not None else "", "Meta": meta}
+    for i, chunk in enumerate(chunks[:IN_ROW_CHUNKS]):
+        row[f"Body{i:02d}"] = chunk
+    overflow = [
+        {"PartitionKey": f"{pk}-{rk}", "RowKey": f"{i:06d}", "Chunk": chunk}
+        for i, chunk in enumerate(chunks[IN_ROW_CHUNKS:], start=IN_ROW_CHUNKS)
+    ]
+    return row, overflow
+
+
+def raw_from_journal(row: dict[str, Any], overflow: Iterator[dict[str, Any]] | None = None) -> RawMessage:
+    """Rebuild the delivered message from its journal row (and overflow rows, in order)."""
+    meta = row.get("Meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    n = int(meta.get("chunks") or 0)
+    parts = [row.get(f"Body{i:02d}") for i in range(min(n, IN_ROW_CHUNKS))]
+    if n > IN_ROW_CHUNKS:
+        parts.extend(r["Chunk"] for r in sorted(overflow or [], key=lambda r: r["RowKey"]))
+    if meta.get("enc") == "binary":
+        body = b"".join(bytes(p or b"") for p in parts)
+    else:
+        body = "".join(p or "" for p in parts).encode("utf-8")
+    enq = meta.get("enq")
+    return RawMessage(
+        message_id=row.get("MessageId") or "",
+        sequence_number=meta.get("seq"),
+        enqueued_time_utc=datetime.fromisoformat(enq) if enq else None,
+        delivery_count=meta.get("dc"),
+        application_properties=dict(meta.get("props") or {}),
+        user_properties=dict(meta.get("user") or {}),
+        body=body,
+        content_type=meta.get("ctype"),
+    )
+
+
+def classify(raw: RawMessage) -> tuple[Envelope | None, PoisonMessage | None]:
+    try:
+        return parse_envelope(raw), None
+    except PoisonMessage as exc:
+        return None, exc
