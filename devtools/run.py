@@ -1,0 +1,287 @@
+"""``make run``: everything locally on embedded defaults.
+
+Starts, on loopback:
+- Azurite (Table service; on disk under ``.local/azurite`` so data survives restarts);
+- the NIF sandbox (``devtools.nif_sandbox``) on :7072;
+- an SFTP server (``devtools.sftp_server``) on :2222, files landing in ``.local/sftp/``;
+- the local Functions host (``devtools.host``) serving the app's HTTP functions on :7071/api;
+- the outbox pump: NIF sandbox queue messages → the registered Service Bus function;
+- a local timer that calls the registered export timer function every ``--timer-seconds``
+  (the real host evaluates ``IDROTTONLINE_EXPORT_SCHEDULE``; it cannot run here);
+and registers a demo Swedish club (``demo-se``) pointing at the local SFTP server.
+
+Settings come from ``local.settings.json`` (``Values``) when that file exists, otherwise from the
+embedded defaults below; the environment wins over both. Ctrl-C stops everything (Azurite with
+SIGINT, so on-disk data is flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("devtools.run")
+
+DEMO_CLUB_SE = "demo-se"
+NIF_DEMO_CLUB = 19428  # the club of the seed's membership examples (known to the sandbox)
+DEMO_SFTP_USER = "demo"
+DEMO_SFTP_SECRET = "sftp-password-demo-se"
+# Local-only password of the local SFTP server (not a secret: it guards a folder on loopback).
+DEMO_SFTP_PASSWORD = "local-sftp-demo"
+
+
+def _seed_request(today: date) -> dict[str, Any]:
+    """The seed's membership request example with its dates moved into the current year.
+
+    The seed dates it 2019-08-27; NIF (and our local validation) only accept start dates in the
+    current year and end dates after today, so the example is re-dated, nothing else changes.
+    """
+    from shared.nif.lenient_json import loads  # copes with the seed's "-- NB:" comment and table residue
+
+    data = loads((ROOT / "tests" / "events" / "nif" / "membership_request.txt").read_text(encoding="utf-8"))
+    start, end = today.isoformat(), (today + timedelta(days=30)).isoformat()
+    data["startDate"] = start
+    for item in data.get("sports", []) + data.get("groups", []):
+        item["startDate"], item["endDate"] = start, end
+    return data
+
+
+def _personnummer(birth: date, serial: int, male: bool) -> str:
+    """A syntactically valid personnummer (Luhn, gender digit) for demo data."""
+    from shared.idrott.personnummer import luhn_check_digit
+
+    third = serial % 10 if (serial % 10) % 2 == (1 if male else 0) else (serial + 1) % 10
+    nine = f"{birth:%y%m%d}{serial // 10 % 100:02d}{third}"
+    return f"{birth:%Y%m%d}-{nine[6:]}{luhn_check_digit(nine)}"
+
+
+def demo_idrottonline(today: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Persons and activities for the README walkthrough, dated relative to ``today``.
+
+    Four members aged 9–15 and a leader; activity ``t1`` (90 minutes yesterday) should be
+    LOK-eligible, ``t2`` (30 minutes, two participants) shows the prognosis naming failed rules.
+    """
+    kids = [("m1", "Alva", "Andersson", 9, False), ("m2", "Elias", "Berg", 11, True),
+            ("m3", "Maja", "Carlsson", 13, False), ("m4", "Noah", "Dahl", 15, True)]
+    persons = [{"externalId": ext, "personnummer": _personnummer(date(today.year - age, 3, 14), 20 + i, male),
+                "firstName": first, "lastName": last, "gender": "male" if male else "female",
+                "sports": [{"sportId": 7, "isActive": True}]}
+               for i, (ext, first, last, age, male) in enumerate(kids)]
+    persons.append({"externalId": "coach1", "personnummer": _personnummer(date(today.year - 40, 6, 1), 71, False),
+                    "firstName": "Kim", "lastName": "Ek", "gender": "female",
+                    "sports": [{"sportId": 7, "isActive": True}]})
+    day = today - timedelta(days=1)
+    activities = [
+        {"activityId": "t1", "typeId": 1, "name": "Träning U13", "sportId": 7, "venueName": "Hallen",
+         "startTime": f"{day}T17:00:00+01:00", "endTime": f"{day}T18:30:00+01:00",
+         "participants": [{"personId": p} for p in ("m1", "m2", "m3", "m4")] + [{"personId": "coach1", "leader": True}]},
+        {"activityId": "t2", "typeId": 1, "name": "Extrapass", "sportId": 7, "venueName": "Hallen",
+         "startTime": f"{day}T19:00:00+01:00", "endTime": f"{day}T19:30:00+01:00",
+         "participants": [{"personId": "m1"}, {"personId": "m2"}]},
+    ]
+    return persons, activities
+
+
+def _load_local_settings() -> dict[str, str]:
+    path = ROOT / "local.settings.json"
+    if not path.exists():
+        return {}
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    return {k: str(v) for k, v in values.items()}
+
+
+def _orgnr_with_luhn(nine: str) -> str:
+    digits = [int(d) for d in nine]
+    total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d for i, d in enumerate(digits))
+    check = (10 - total % 10) % 10
+    s = nine + str(check)
+    return f"{s[:6]}-{s[6:]}"
+
+
+class LocalRun:
+    def __init__(self, *, ephemeral: bool = False, persist: bool = True, timer_seconds: float = 60.0,
+                 state_dir: Path | None = None) -> None:
+        self.ephemeral = ephemeral
+        self.persist = persist
+        self.timer_seconds = timer_seconds
+        self.state = state_dir or ROOT / ".local"
+        self.stop_event = threading.Event()
+        self._stops: list[Any] = []
+
+    def port(self, default: int) -> int:
+        from devtools.ports import free_port
+
+        return free_port() if self.ephemeral else default
+
+    def start(self) -> dict[str, Any]:
+        from devtools.azurite import Azurite
+        from devtools.nif_sandbox import NifSandbox
+        from devtools.sftp_server import start_local
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        azurite = Azurite(port=self.port(10002), location=self.state / "azurite" if self.persist else None).start()
+        self._stops.append(azurite.stop)
+        sandbox = NifSandbox(port=self.port(7072)).start()
+        self._stops.append(sandbox.stop)
+        sftp_root = self.state / "sftp"
+        sftp_root.mkdir(parents=True, exist_ok=True)
+        sftp = start_local(sftp_root, port=self.port(2222), username=DEMO_SFTP_USER, password=DEMO_SFTP_PASSWORD)
+        self._stops.append(sftp.stop)
+
+        defaults = {
+            "NIF_API_BASE_URL": sandbox.base_url,
+            "NIF_SUBSCRIPTION_KEY": sandbox.subscription_key,
+            "DATA_TABLES_CONNECTION": azurite.connection_string,
+            "DATA_TABLES_PREFIX": "local",
+            "IDROTTONLINE_APPLICATION_ID": "idrettsbro-local",
+        }
+        configured = {**_load_local_settings(), **{k: v for k, v in os.environ.items()}}
+        for key, value in defaults.items():
+            # the started services' addresses always win over file defaults pointing at them
+            if key in ("NIF_API_BASE_URL", "DATA_TABLES_CONNECTION") or key not in configured:
+                os.environ[key] = value
+        for key, value in _load_local_settings().items():
+            os.environ.setdefault(key, value)
+        os.environ[DEMO_SFTP_SECRET.upper().replace("-", "_")] = DEMO_SFTP_PASSWORD
+
+        from shared.lifecycle import reset_process_state
+
+        reset_process_state()
+        import function_app
+        from devtools.host import LocalHost
+
+        host = LocalHost(function_app.app)
+        server = host.serve(port=self.port(7071))
+        self._stops.append(lambda: (server.shutdown(), server.server_close()))
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+
+        self._register_demo_club(host, sftp)
+        from devtools import outbox_pump
+
+        outbox_pump.run(sandbox.base_url, host, stop=self.stop_event)
+        threading.Thread(target=self._timer_loop, args=(host,), name="local-timer", daemon=True).start()
+
+        today = date.today()
+        request_file = self.state / "membership-request.json"
+        request_file.write_text(json.dumps(_seed_request(today), indent=2, ensure_ascii=False), encoding="utf-8")
+        persons, activities = demo_idrottonline(today)
+        (self.state / "idrottonline-persons.json").write_text(json.dumps(persons, indent=2, ensure_ascii=False),
+                                                              encoding="utf-8")
+        (self.state / "idrottonline-activities.json").write_text(
+            json.dumps(activities, indent=2, ensure_ascii=False), encoding="utf-8")
+        info = {"api": f"{base}/api", "sandbox": sandbox.base_url, "sftpRoot": str(sftp_root),
+                "sftpPort": sftp.port, "azurite": azurite.port, "functionKey": host.function_key,
+                "masterKey": host.master_key, "membershipRequest": str(request_file),
+                "nifClub": NIF_DEMO_CLUB, "seClub": DEMO_CLUB_SE, "state": str(self.state)}
+        self.info, self.host = info, host
+        return info
+
+    def _register_demo_club(self, host: Any, sftp: Any) -> None:
+        body = {
+            "country": "SE", "name": "Demo IF (local)", "enabled": True,
+            "rfForeningsnummer": "12345", "organisationNumber": _orgnr_with_luhn("802000123"),
+            "rfGuid": "6f1c1c7e-0a7e-4c39-9a55-6d1d3f9e0b11", "contactExport": False,
+            "sftpHost": "127.0.0.1", "sftpPort": sftp.port, "sftpUsername": DEMO_SFTP_USER,
+            "sftpHostKey": sftp.host_key_line, "sftpPasswordSecret": DEMO_SFTP_SECRET,
+        }
+        res = host.request("PUT", f"/api/clubs/{DEMO_CLUB_SE}", json_body=body, key="master")
+        if res.status_code >= 300:
+            raise RuntimeError(f"could not register the demo club: {res.status_code} {res.get_body()[:500]!r}")
+
+    def _timer_loop(self, host: Any) -> None:
+        from azure.functions.timer import TimerRequest
+
+        timers = host.function_of_type("timerTrigger")
+        while not self.stop_event.wait(self.timer_seconds):
+            for info in timers:
+                try:
+                    host.invoke(info.name, **{info.trigger["name"]: TimerRequest(past_due=False)})
+                except Exception:  # the real host logs and carries on too
+                    log.exception("timer %s failed", info.name)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception:  # stop the rest regardless
+                log.exception("stopping a local service failed")
+        self._stops.clear()
+
+
+def banner(info: dict[str, Any]) -> str:
+    api, key, sandbox = info["api"], info["functionKey"], info["sandbox"]
+    club, se = info["nifClub"], info["seClub"]
+    return f"""
+idrettsbro is running locally (Ctrl-C stops everything)
+
+  Functions (HTTP)  {api}          function key: {key}   admin (master) key: {info['masterKey']}
+  NIF sandbox       {sandbox}
+  SFTP server       127.0.0.1:{info['sftpPort']}   files land in {info['sftpRoot']}/
+  Azurite (tables)  127.0.0.1:{info['azurite']}
+  OpenAPI           {api}/openapi.json
+
+Add a member with the seed's example request (dates moved into this year):
+  curl -s -X POST {api}/nif/clubs/{club}/memberships -H "x-functions-key: {key}" \\
+       -H "Content-Type: application/json" --data @{info['membershipRequest']}
+Complete the two-phase verification in the sandbox, then look at the request and the mirror:
+  curl -s -X POST {sandbox}/_sandbox/verifications/<traceId>/complete
+  curl -s {api}/nif/clubs/{club}/membership-requests/<traceId> -H "x-functions-key: {key}"
+  curl -s {api}/nif/clubs/{club}/members -H "x-functions-key: {key}"
+IdrottOnline, demo club '{se}' (registered at start, uploads to the local SFTP server):
+  curl -s -X PUT {api}/idrottonline/clubs/{se}/persons -H "x-functions-key: {key}" \
+       -H "Content-Type: application/json" --data @{info['state']}/idrottonline-persons.json
+  curl -s -X PUT {api}/idrottonline/clubs/{se}/activities -H "x-functions-key: {key}" \
+       -H "Content-Type: application/json" --data @{info['state']}/idrottonline-activities.json
+  curl -s {api}/idrottonline/clubs/{se}/export/preview -H "x-functions-key: {key}"
+  curl -s -X POST {api}/idrottonline/clubs/{se}/export -H "x-functions-key: {info['masterKey']}"
+  ls {info['sftpRoot']}/
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ephemeral", action="store_true", help="free ports instead of 7071/7072/2222/10002")
+    parser.add_argument("--no-persist", action="store_true", help="in-memory Azurite")
+    parser.add_argument("--timer-seconds", type=float, default=60.0, help="local export timer interval")
+    parser.add_argument("--state-dir", type=Path, default=None, help="default .local/")
+    parser.add_argument("--ready-file", type=Path, default=None, help="write the URLs here as JSON when ready")
+    args = parser.parse_args(argv)
+
+    from shared.logs import JsonFormatter, install_redaction
+
+    install_redaction()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    for noisy in ("azure", "urllib3", "asyncssh", "paramiko", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    run = LocalRun(ephemeral=args.ephemeral, persist=not args.no_persist, timer_seconds=args.timer_seconds,
+                   state_dir=args.state_dir)
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        info = run.start()
+        print(banner(info), flush=True)
+        if args.ready_file:
+            args.ready_file.write_text(json.dumps(info), encoding="utf-8")
+        done.wait()
+    finally:
+        print("stopping…", flush=True)
+        run.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
