@@ -624,7 +624,6 @@ class QueueProcessor:
 
 
 PARALLEL = True
-_pool = None
 _pool_lock = threading.Lock()
 
 
@@ -646,28 +645,26 @@ def _parallel(jobs: list[Callable[[], Any]], *, pool: Callable[[], Any] | None =
     return results
 
 
-def _get_pool() -> Any:
-    global _pool
+_pools: dict[str, Any] = {}
+
+
+def _named_pool(name: str) -> Any:
     with _pool_lock:
-        if _pool is None:
+        pool = _pools.get(name)
+        if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nifq")
-    return _pool
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=8, thread_name_prefix=name)
+    return pool
 
 
-_lpool = None
+def _get_pool() -> Any:
+    return _named_pool("nifq")
 
 
 def _links_pool() -> Any:
     """Pool for index-row writes, which are submitted from jobs running in the main pool."""
-    global _lpool
-    with _pool_lock:
-        if _lpool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _lpool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nifq-links")
-    return _lpool
+    return _named_pool("nifq-links")
 
 
 def _pool_submit(job: Callable[[], Any]) -> Any:
