@@ -67,11 +67,11 @@ class KeyVaultSecretStore:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from azure.identity import DefaultAzureCredential
+            from shared.identity import get_credential
             from azure.keyvault.secrets import SecretClient
 
             self._client = SecretClient(
-                self._vault_url, self._credential or DefaultAzureCredential(),
+                self._vault_url, self._credential or get_credential(),
                 connection_timeout=self._timeout, read_timeout=self._timeout, retry_total=2)
         return self._client
 

@@ -472,9 +472,9 @@ class TableStore:
             else:
                 credential = self._credential
                 if credential is None:
-                    from azure.identity import DefaultAzureCredential
+                    from shared.identity import get_credential
 
-                    credential = DefaultAzureCredential()
+                    credential = get_credential()
                 self._service = TableServiceClient(endpoint=self._endpoint, credential=credential,
                                                    **self._client_kwargs())
         return self._service

@@ -82,3 +82,15 @@ def test_key_vault_store_caches_and_maps_not_found(env) -> None:
     assert fake.calls == 1
     with pytest.raises(SecretNotFound):
         store.get("nif-token-1")
+
+
+def test_one_credential_with_timeouts(env) -> None:
+    from shared.identity import get_credential
+
+    env.set(STORAGE_TIMEOUT_SECONDS="7")
+    cred = get_credential()
+    assert get_credential() is cred
+    mi = next(c for c in cred.credentials if type(c).__name__ == "ManagedIdentityCredential")
+    # the managed identity's token requests (the path used in Azure) carry our timeouts
+    config = mi._credential._client._pipeline._transport.connection_config
+    assert (config.timeout, config.read_timeout) == (7.0, 7.0)
