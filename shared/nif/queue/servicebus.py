@@ -26,7 +26,9 @@ class SdkDeadLetterSource:
     def __init__(self, connection_string: str, queue_name: str, *, dead_letter: bool = True) -> None:
         from azure.servicebus import ServiceBusClient, ServiceBusReceiveMode, ServiceBusSubQueue
 
-        self._client = ServiceBusClient.from_connection_string(connection_string, retry_total=2)
+        # bounded: 2 retries, at most 10 s apart; receive waits are bounded by max_wait_time
+        self._client = ServiceBusClient.from_connection_string(
+            connection_string, retry_total=2, retry_backoff_factor=0.5, retry_backoff_max=10)
         self._receiver = self._client.get_queue_receiver(
             queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letter else None,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0)
