@@ -120,7 +120,8 @@ def test_pinned_key_mismatch_fails_run_and_keeps_state(srv, tmp_path):
     assert not export.full_load_done("club1")
 
 
-def test_drop_mid_upload_then_next_run_delivers_same_records(srv):
+def test_drop_mid_upload_then_next_run_delivers_same_records(srv, caplog):
+    caplog.set_level(logging.INFO)
     club = register_club("club1", srv)
     rec = _seed("club1")
     srv.drop_connection_after(200, times=100)  # every attempt dies mid-file
@@ -130,12 +131,14 @@ def test_drop_mid_upload_then_next_run_delivers_same_records(srv):
     runs = export.list_runs("club1")
     assert runs[0].status == "failed" and runs[0].error and runs[0].files[0]["uploaded"] is False
     assert not export.full_load_done("club1")
+    assert "export.failed club_id=club1 " in caplog.text  # matched by the deploy guide's queries
     assert len(rec.markers()) == 6  # exported state unchanged
     assert all(p.exported_hash is None for p in rec.all_persons())
     srv.drop_connection_after(0, times=0)  # disarm
     srv.faults.remaining = 0
     r2 = export.export_club(club)
     assert r2.status == "succeeded" and r2.full_load
+    assert "export.succeeded club_id=club1 " in caplog.text
     assert (r2.persons, r2.activities) == (r.persons, r.activities)
     assert [f["sha256"] for f in r2.files] != [] and xml_files(srv.root)[0].name == r2.files[0]["name"]
     assert rec.markers() == []

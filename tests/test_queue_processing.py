@@ -95,7 +95,8 @@ def test_older_change_is_journaled_but_not_applied(host, storage) -> None:
     assert len(journal(storage)) == 2
 
 
-def test_poison_is_quarantined_and_completed(host, storage) -> None:
+def test_poison_is_quarantined_and_completed(host, storage, caplog) -> None:
+    caplog.set_level(logging.WARNING)
     cases = load("poison.json")
     msgs = [sb_message(item, i) for i, item in enumerate(cases.values(), start=1)]
     deliver(host, msgs)  # returns normally: the host completes them
@@ -106,6 +107,8 @@ def test_poison_is_quarantined_and_completed(host, storage) -> None:
     assert any("ObjectId" in r for r in reasons)
     assert q["00000000000000000001"]["Body00"] == "<xml>not json</xml>"
     assert len(journal(storage)) == len(cases)  # journaled too
+    # the App Insights queries in docs/deploy.md match this event name in the message text
+    assert sum(r.getMessage().startswith("queue.quarantined message_id=") for r in caplog.records) == len(cases)
 
 
 def test_unknown_entity_goes_to_the_generic_table_with_a_warning(host, storage, caplog) -> None:

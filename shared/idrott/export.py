@@ -253,7 +253,7 @@ def export_club(club_or_id: Any, *, trigger: str = "manual", today: date | None 
         if not ok:
             until = holder.expires_at.isoformat() if holder and holder.expires_at else "?"
             who = holder.owner if holder else "?"
-            log.info("IdrottOnline export for club %s skipped: run %s holds the export lock until %s",
+            log.info("export.skipped club_id=%s: run %s holds the export lock until %s",
                      club_id, who, until)
             return RunResult(club_id, "skipped", trigger=trigger, held_by=who)
         try:
@@ -310,7 +310,7 @@ def _run_locked(club: Any, *, trigger: str, today: date, settings: Any) -> RunRe
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger, never stops other clubs
         result.status = "failed"
         result.error = _redact(f"{type(exc).__name__}: {exc}")
-        log.error("IdrottOnline export for club %s failed (batch %s): %s", club.club_id, batch_id, result.error)
+        log.error("export.failed club_id=%s batch=%s: %s", club.club_id, batch_id, result.error)
     result.finished_at = _now()
     try:
         _write_ledger(result)
@@ -318,8 +318,8 @@ def _run_locked(club: Any, *, trigger: str, today: date, settings: Any) -> RunRe
         log.error("club %s: could not write the ledger row for batch %s: %s", club.club_id, batch_id,
                   type(exc).__name__)
     if result.status != "failed":
-        log.info("IdrottOnline export for club %s %s: batch %s, %d file(s), %d person(s), %d activit(ies), "
-                 "%d delete(s) in %.1fs", club.club_id, result.status, batch_id, len(result.files),
+        log.info("export.%s club_id=%s batch=%s: %d file(s), %d person(s), %d activit(ies), "
+                 "%d delete(s) in %.1fs", result.status, club.club_id, batch_id, len(result.files),
                  result.persons, result.activities, result.deletes, time.monotonic() - t0)
     return result
 
@@ -395,7 +395,7 @@ def run_scheduled(timer: Any = None) -> list[RunResult]:
         try:
             results.append(export_club(club, trigger="timer"))
         except Exception as exc:  # noqa: BLE001 - e.g. storage down for the lock: next club
-            log.error("IdrottOnline export for club %s could not start: %s", club.club_id,
+            log.error("export.failed club_id=%s: could not start: %s", club.club_id,
                       _redact(f"{type(exc).__name__}: {exc}"))
             results.append(RunResult(club.club_id, "failed", trigger="timer", error=type(exc).__name__))
     summary = {s: sum(1 for r in results if r.status == s) for s in ("succeeded", "empty", "failed", "skipped")}

@@ -48,7 +48,8 @@ def drain(source: MessageSource, processor: object | None = None, *, max_message
             except Exception as exc:  # transient: leave it (and the rest) in the DLQ
                 report.failed += 1
                 report.errors.append(type(exc).__name__)
-                log.warning("dead-letter drain stopped: message not applied", extra={"fields": {
+                log.warning("queue.drain_failed message_id=%s error=%s: message not applied, drain stopped",
+                            msg.message_id, type(exc).__name__, extra={"fields": {
                     "messageId": str(msg.message_id), "error": type(exc).__name__}})
                 for rest in messages[i:]:
                     source.abandon(rest)

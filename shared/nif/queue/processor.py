@@ -303,7 +303,9 @@ class QueueProcessor:
             row.update(PartitionKey="quarantined", RowKey=jrk, JournalPartitionKey=jpk, JournalRowKey=jrk,
                        Reason=poison.reason, Status="quarantined")
             ops.append(("upsert", row))
-            log.warning("NIF queue message quarantined", extra={"fields": {
+            # event name and ids in the text: the Functions worker ships only the message to App Insights
+            log.warning("queue.quarantined message_id=%s sequence_number=%s reason=%s", raw.message_id,
+                        raw.sequence_number, poison.reason, extra={"fields": {
                 "messageId": raw.message_id, "sequenceNumber": raw.sequence_number, "reason": poison.reason}})
         q.submit(ops)
 
