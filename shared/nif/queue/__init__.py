@@ -1,4 +1,4 @@
-"""NIF entity-change queue consumer (issue 3).
+"""NIF entity-change queue consumer.
 
 Modules (nothing runs at import time; the Azure SDKs are imported lazily by the adapters):
 
