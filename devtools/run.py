@@ -238,9 +238,9 @@ Complete the two-phase verification in the sandbox, then look at the request and
   curl -s {api}/nif/clubs/{club}/membership-requests/<traceId> -H "x-functions-key: {key}"
   curl -s {api}/nif/clubs/{club}/members -H "x-functions-key: {key}"
 IdrottOnline, demo club '{se}' (registered at start, uploads to the local SFTP server):
-  curl -s -X PUT {api}/idrottonline/clubs/{se}/persons -H "x-functions-key: {key}" \
+  curl -s -X PUT {api}/idrottonline/clubs/{se}/persons -H "x-functions-key: {key}" \\
        -H "Content-Type: application/json" --data @{info['state']}/idrottonline-persons.json
-  curl -s -X PUT {api}/idrottonline/clubs/{se}/activities -H "x-functions-key: {key}" \
+  curl -s -X PUT {api}/idrottonline/clubs/{se}/activities -H "x-functions-key: {key}" \\
        -H "Content-Type: application/json" --data @{info['state']}/idrottonline-activities.json
   curl -s {api}/idrottonline/clubs/{se}/export/preview -H "x-functions-key: {key}"
   curl -s -X POST {api}/idrottonline/clubs/{se}/export -H "x-functions-key: {info['masterKey']}"
