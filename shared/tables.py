@@ -210,12 +210,17 @@ class Table:
     def insert(self, entity: Mapping[str, Any]) -> bool:
         """Create the row; ``False`` (and no change) if it already exists."""
         try:
-            with _translate(f"insert {self.name}"):
-                # Prefer: return-no-content: 204 instead of the entity echoed back (nothing to parse)
-                self._client.create_entity(encode_entity(entity), response_preference="return-no-content")
+            self.create(entity)
         except Conflict:
             return False
         return True
+
+    def create(self, entity: Mapping[str, Any]) -> str | None:
+        """Create the row and return its ETag; :class:`Conflict` if it already exists."""
+        with _translate(f"insert {self.name}"):
+            # Prefer: return-no-content: 204 instead of the entity echoed back (the ETag is a header)
+            meta = self._client.create_entity(encode_entity(entity), response_preference="return-no-content")
+        return (meta or {}).get("etag")
 
     def upsert(self, entity: Mapping[str, Any], *, replace: bool = False) -> str | None:
         from azure.data.tables import UpdateMode

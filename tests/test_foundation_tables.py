@@ -252,3 +252,13 @@ def test_changeset_failure_parsing() -> None:
     bad = (b"--x\r\nHTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n"
            b'{"odata.error":{"code":"EntityAlreadyExists","message":{"value":"1:exists"}}}')
     assert changeset_failure(bad) == (409, "EntityAlreadyExists")
+
+
+def test_create_returns_the_etag_for_a_following_conditional_update(storage: TableStore) -> None:
+    t = storage.table("Create")
+    etag = t.create({"PartitionKey": "p", "RowKey": "r", "v": 1})
+    assert etag and etag == t.get("p", "r")["_etag"]
+    t.update({"PartitionKey": "p", "RowKey": "r", "v": 2}, etag=etag)  # no read needed in between
+    with pytest.raises(Conflict):
+        t.create({"PartitionKey": "p", "RowKey": "r", "v": 3})
+    assert t.get("p", "r")["v"] == 2

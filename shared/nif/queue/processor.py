@@ -394,14 +394,7 @@ class QueueProcessor:
 
     @staticmethod
     def _create(table: Any, ent: dict[str, Any]) -> str | None:
-        from shared.tables import Conflict
-
-        create = getattr(table, "create", None)
-        if create is not None:  # returns the new ETag (adapter extension, if present)
-            return create(ent)
-        if not table.insert(ent):
-            raise Conflict("row exists")
-        return None
+        return table.create(ent)  # the new ETag; Conflict if the row exists
 
     def _apply_rows_batch(self, table_name: str,
                           rows: dict[tuple[str, str, str], list[Envelope]]) -> list[_Touched]:
