@@ -6,8 +6,10 @@ reset hook here so tests (and the local host after a settings change) can drop t
 
 from __future__ import annotations
 
-from typing import Callable
+import threading
+from typing import Callable, TypeVar
 
+T = TypeVar("T")
 _hooks: list[Callable[[], None]] = []
 
 
@@ -25,3 +27,27 @@ def reset_process_state() -> None:
     for hook in list(_hooks):
         hook()
     reset_settings()
+
+
+def process_wide(factory: Callable[[], T], *, close: Callable[[T], object] | None = None) -> Callable[[], T]:
+    """A getter for one value per process, built by ``factory`` on first call (thread-safe) and
+    dropped, after ``close``, by :func:`reset_process_state`."""
+    lock = threading.Lock()
+    box: list[T] = []
+
+    def get() -> T:
+        if not box:
+            with lock:
+                if not box:
+                    box.append(factory())
+        return box[0]
+
+    def reset() -> None:
+        with lock:
+            if box and close is not None:
+                close(box[0])
+            box.clear()
+
+    on_reset(reset)
+    get.__doc__ = factory.__doc__
+    return get

@@ -518,31 +518,17 @@ class TableStore:
         self._tables.clear()
 
 
-_store: TableStore | None = None
-_store_lock = threading.Lock()
-
-
-def get_table_store() -> TableStore:
+def _table_store_from_settings() -> TableStore:
     """The process-wide TableStore from Settings (created on first use)."""
-    global _store
-    if _store is None:
-        with _store_lock:
-            if _store is None:
-                from shared.config import get_settings
+    from shared.config import get_settings
 
-                s = get_settings()
-                _store = TableStore(
-                    connection_string=s.DATA_TABLES_CONNECTION.get_secret_value() if s.DATA_TABLES_CONNECTION else None,
-                    endpoint=s.DATA_TABLES_ENDPOINT,
-                    prefix=s.DATA_TABLES_PREFIX,
-                    timeout=s.STORAGE_TIMEOUT_SECONDS,
-                )
-    return _store
+    s = get_settings()
+    return TableStore(
+        connection_string=s.DATA_TABLES_CONNECTION.get_secret_value() if s.DATA_TABLES_CONNECTION else None,
+        endpoint=s.DATA_TABLES_ENDPOINT,
+        prefix=s.DATA_TABLES_PREFIX,
+        timeout=s.STORAGE_TIMEOUT_SECONDS,
+    )
 
 
-@lifecycle.on_reset
-def _reset_store() -> None:
-    global _store
-    if _store is not None:
-        _store.close()
-    _store = None
+get_table_store = lifecycle.process_wide(_table_store_from_settings, close=TableStore.close)

@@ -94,3 +94,26 @@ def test_one_credential_with_timeouts(env) -> None:
     # the managed identity's token requests (the path used in Azure) carry our timeouts
     config = mi._credential._client._pipeline._transport.connection_config
     assert (config.timeout, config.read_timeout) == (7.0, 7.0)
+
+
+def test_process_wide_values_are_built_once_and_dropped_on_reset() -> None:
+    import threading
+
+    from shared.lifecycle import process_wide, reset_process_state
+
+    built, closed = [], []
+
+    def factory() -> object:
+        built.append(object())
+        return built[-1]
+
+    get = process_wide(factory, close=closed.append)
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and get() is built[0]
+    reset_process_state()
+    assert closed == [built[0]]
+    assert get() is built[1]

@@ -33,6 +33,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from shared import lifecycle
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import ChangeType, Envelope, PoisonMessage, RawMessage
 from shared.nif.queue.journal import classify, journal_rows
@@ -718,30 +719,11 @@ def link_rows(entity: str, object_id: int, links: dict[str, int]) -> list[dict[s
 
 # --- process-wide processor -----------------------------------------------------------------
 
-_processor: QueueProcessor | None = None
-_lock = threading.Lock()
+def _processor() -> QueueProcessor:
+    """The process-wide QueueProcessor over the process-wide TableStore."""
+    from shared.tables import get_table_store
+
+    return QueueProcessor(get_table_store())
 
 
-def get_processor() -> QueueProcessor:
-    global _processor
-    if _processor is None:
-        with _lock:
-            if _processor is None:
-                from shared.tables import get_table_store
-
-                _processor = QueueProcessor(get_table_store())
-    return _processor
-
-
-def _reset() -> None:
-    global _processor
-    _processor = None
-
-
-def _register_reset() -> None:
-    from shared import lifecycle
-
-    lifecycle.on_reset(_reset)
-
-
-_register_reset()
+get_processor = lifecycle.process_wide(_processor)
