@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Binding expressions the host resolves from app settings (not read by our code, but they must
@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         240.0, gt=0, description="Overall deadline for one club's upload (below functionTimeout)."
     )
     EXPORT_LOCK_SECONDS: int = Field(900, ge=60, description="Expiry of a club's export lock.")
+
+    @field_validator("LOCAL_TIMEZONE")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Oslo)") from None
+        return value
 
     @model_validator(mode="after")
     def _one_storage_target(self) -> "Settings":
