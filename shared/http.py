@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -52,7 +53,7 @@ class ApiRequest:
                 return default
             raise bad_request(f"Missing {where} parameter '{name}'.")
         raw = raw.strip()
-        if not raw.lstrip("-").isdigit() or len(raw) > 19:
+        if not re.fullmatch(r"-?[0-9]{1,19}", raw):  # ASCII only: "²".isdigit() is True, int("²") fails
             raise bad_request(
                 f"{where.capitalize()} parameter '{name}' must be an integer.",
                 errors=[FieldError(name, "must be an integer")],

@@ -60,3 +60,15 @@ def test_served_over_real_http(app_host) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_any_method_is_routed_not_refused_by_the_server(app_host) -> None:
+    server = app_host.serve(port=0)
+    try:
+        port = server.server_address[1]
+        for method in ("OPTIONS", "TRACE", "PATCH", "QUERY", "PROPFIND"):
+            res = httpx.request(method, f"http://127.0.0.1:{port}/api/health", timeout=5)
+            assert res.status_code == 404, method
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -126,3 +126,11 @@ def test_token_example() -> None:
     tail = token.split(".")[1].split("LTQz")[1]
     decoded = base64.b64decode("LTQz" + tail + "=" * (-len("LTQz" + tail) % 4), altchars=b"-_")
     assert b'"exp":1566978504' in decoded and b'"iat":1566974904' in decoded  # 1 hour
+
+
+def test_unicode_digit_ids_are_refused_not_crashing() -> None:
+    from shared.nif.models import _nif_id
+
+    with pytest.raises(ValueError):
+        _nif_id("²")
+    assert _nif_id("19430") == 19430

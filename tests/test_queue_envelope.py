@@ -93,3 +93,13 @@ def test_journal_keeps_large_bodies_in_chunks(size: int) -> None:
     assert row["RowKey"] == "00000000000000123456" and row["PartitionKey"] == "00000000000000123"
     assert raw_from_journal(row, iter(overflow)).body == body
     assert bool(overflow) == (len(body) > TEXT_CHUNK * IN_ROW_CHUNKS)
+
+
+def test_unicode_digits_are_not_ids() -> None:
+    """"²".isdigit() is True but int("²") raises: such an ObjectId is absent (poison), never a crash."""
+    from shared.nif.queue.entities import as_id
+
+    assert as_id("²") is None and as_id("12") == 12
+    raw = RawMessage("m-sup", 1, None, 1, {"ObjectId": "²", "EntityName": "TpPerson", "ChangeType": 1}, b"{}")
+    with pytest.raises(PoisonMessage):
+        parse_envelope(raw)

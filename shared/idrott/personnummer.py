@@ -64,7 +64,7 @@ def luhn_check_digit(nine_digits: str) -> int:
 def luhn_valid(ten_digits: str) -> bool:
     """True if the last of ten digits is the Luhn check digit of the first nine (personnummer in
     the 10-digit form, organisationsnummer)."""
-    return len(ten_digits) == 10 and ten_digits.isdigit() and luhn_check_digit(ten_digits[:9]) == int(ten_digits[9])
+    return len(ten_digits) == 10 and ten_digits.isascii() and ten_digits.isdigit() and luhn_check_digit(ten_digits[:9]) == int(ten_digits[9])
 
 
 def _today(today: date | None) -> date:

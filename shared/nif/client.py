@@ -104,7 +104,7 @@ def _as_code(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 1000 else None
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) == 4:
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) == 4:
         return int(value.strip())
     return None
 
@@ -307,7 +307,7 @@ class NifClient:
 
     def _backoff(self, attempt: int, path: str, why: str, retry_after: str | None = None) -> None:
         delay = BACKOFF_BASE_SECONDS * (2 ** (attempt - 1)) + random.uniform(0, BACKOFF_BASE_SECONDS / 2)
-        if retry_after and retry_after.strip().isdigit():
+        if retry_after and retry_after.strip().isascii() and retry_after.strip().isdigit():
             delay = max(delay, min(float(retry_after), 5.0))
         log.warning("NIF GET %s failed (%s); retry %d in %.2f s", path, why, attempt, delay)
         self._sleep(delay)

@@ -45,7 +45,7 @@ def _nif_id(value: Any) -> Any:
         text = value.strip()
         if text == "":
             return None
-        if text.lstrip("-").isdigit() and len(text) <= 19:
+        if text.isascii() and text.lstrip("-").isdigit() and len(text) <= 19:
             return int(text)
     raise ValueError("must be an integer id")
 

@@ -73,7 +73,7 @@ def as_id(value: Any) -> int | None:
         return int(value) or None
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        if text.isascii() and text.lstrip("-").isdigit():  # "²".isdigit() is True, int("²") fails
             return int(text) or None
     return None
 

@@ -148,7 +148,7 @@ def _int(value: Any) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    if re.fullmatch(r"[+-]?\d{1,19}", text):
+    if re.fullmatch(r"[+-]?[0-9]{1,19}", text):
         return int(text)
     return None
 
