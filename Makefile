@@ -6,7 +6,7 @@ PY_OK  := $(VENV)/.installed
 NODE_OK := devtools/node_modules/.installed
 CHECKOV_OK := .venv-checkov/.installed
 
-.PHONY: install test run bench clean
+.PHONY: install test run bench fuzz clean
 
 install: $(PY_OK) $(NODE_OK) $(CHECKOV_OK)
 
@@ -34,5 +34,13 @@ run: install   ## everything locally on embedded defaults; Ctrl-C stops it
 bench: install ## benchmarks; prints ratios against bare baselines measured in the same run
 	$(BIN)/python -m bench
 
+.venv-fuzz/.installed:  ## schemathesis in its own venv (it pins its own hypothesis)
+	$(PYTHON) -m venv .venv-fuzz
+	.venv-fuzz/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
+	touch $@
+
+fuzz: install .venv-fuzz/.installed ## schemathesis against the OpenAPI document of the local run; fails on any 5xx
+	bash devtools/fuzz.sh
+
 clean:
-	rm -rf $(VENV) .venv-checkov devtools/node_modules .local
+	rm -rf $(VENV) .venv-checkov .venv-fuzz devtools/node_modules .local
