@@ -158,7 +158,8 @@ def test_bicep_values_are_valid_settings(monkeypatch):
     for name, value in _bicep_literal_values().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DATA_TABLES_ENDPOINT", "https://example.table.core.windows.net/")
-    Settings()
+    settings = Settings()  # raises ValidationError on any invalid literal
+    assert settings.DATA_TABLES_ENDPOINT == "https://example.table.core.windows.net/"
 
 
 def test_bicep_defaults_match_code_defaults(monkeypatch):

@@ -78,7 +78,7 @@ class _Reader:
     def person_links(self, person_id: int) -> list[dict[str, Any]]:
         p = E.pad(person_id)
         return list(self.store.table(E.LINKS_TABLE).query(
-            "RowKey ge @lo and RowKey lt @hi ", parameters={"lo": p + "-", "hi": p + "."},
+            "RowKey ge @lo and RowKey lt @hi", parameters={"lo": p + "-", "hi": p + "."},
             partition_key=f"person-{E.bucket(person_id)}"))
 
     def contact(self, person_id: int, links: list[dict[str, Any]]) -> dict[str, Any] | None:

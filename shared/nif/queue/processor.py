@@ -449,7 +449,7 @@ class QueueProcessor:
             row = table.get(pk, rks[0])
             return {rks[0]: row} if row else {}
         wanted = set(rks)
-        rows = table.query("RowKey ge @lo and RowKey le @hi ", parameters={"lo": min(rks), "hi": max(rks)},
+        rows = table.query("RowKey ge @lo and RowKey le @hi", parameters={"lo": min(rks), "hi": max(rks)},
                            partition_key=pk)
         return {r["RowKey"]: r for r in rows if r["RowKey"] in wanted}
 
@@ -520,7 +520,7 @@ class QueueProcessor:
         links = self.store.table(E.LINKS_TABLE)
         p = E.pad(person_id)
         out = []
-        for row in links.query("RowKey ge @lo and RowKey lt @hi ", parameters={"lo": p + "-", "hi": p + "."},
+        for row in links.query("RowKey ge @lo and RowKey lt @hi", parameters={"lo": p + "-", "hi": p + "."},
                                partition_key=f"person-{E.bucket(person_id)}"):
             kind = row.get("Kind")
             if kind == "m":
@@ -556,7 +556,7 @@ class QueueProcessor:
         if len(ordered) == 1:
             row = merge.get(partition, E.pad(ordered[0]))
             return {ordered[0]: row} if row else {}
-        rows = merge.query("RowKey ge @lo and RowKey le @hi ",
+        rows = merge.query("RowKey ge @lo and RowKey le @hi",
                            parameters={"lo": E.pad(ordered[0]), "hi": E.pad(ordered[-1])}, partition_key=partition)
         return {int(r["OldId"]): r for r in rows if int(r["OldId"]) in ids}
 
