@@ -1,12 +1,15 @@
-"""Entry point the Functions host indexes: create the app, register the blueprints. Nothing else.
+"""Entry point the runtime indexes: install log redaction, create the app, register the blueprints.
 
 Keep this import cheap and side-effect free: blueprint modules import only azure.functions and
-name their handlers as lazy "module:attr" strings (see docs/architecture.md).
+import each handler inside the function body, on first call (see docs/architecture.md).
 """
 
 import azure.functions as func
 
 from functions import health, idrott, nif_api, nif_mirror, nif_queue
+from shared.logs import install_redaction
+
+install_redaction()  # before any handler can log: tokens, keys and personnummer never reach a log
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

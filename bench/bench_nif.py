@@ -118,8 +118,6 @@ def _compare(label: str, n: int, via_function: Callable[[int], None], via_httpx:
 
 
 def main() -> int:
-    import azure.functions as func
-
     from devtools.azurite import Azurite
     from devtools.host import LocalHost
     from devtools.nif_sandbox import NifSandbox
@@ -131,15 +129,7 @@ def main() -> int:
         os.environ.update(NIF_API_BASE_URL=sb.base_url, NIF_SUBSCRIPTION_KEY=KEY,
                           DATA_TABLES_CONNECTION=az.connection_string, DATA_TABLES_PREFIX="bench" + uuid.uuid4().hex[:8])
         reset_process_state()
-        import function_app
-
-        app = function_app.app
-        if not any(f.get_function_name() == "nif_membership_add" for f in _functions(app)):
-            from functions import nif_api
-
-            app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-            app.register_functions(nif_api.bp)
-        host = LocalHost(app)
+        host = LocalHost()  # Microsoft's runtime indexes function_app.py
 
         import httpx
 
@@ -196,11 +186,6 @@ def main() -> int:
         reset_process_state()
     print(f"bench_nif: {time.perf_counter() - started:.1f} s, {os.cpu_count()} CPUs")
     return 0
-
-
-def _functions(app: Any) -> list[Any]:
-    # get_functions() may be called once per app object (platform notes); use the builder list.
-    return [b.build() for b in getattr(app, "_function_builders", [])]
 
 
 if __name__ == "__main__":

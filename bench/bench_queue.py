@@ -53,19 +53,10 @@ def to_messages(items: list[dict]) -> list:
 
 
 def queue_host():
-    import function_app
+    """The local host over Microsoft's runtime (which indexes function_app.py)."""
     from devtools.host import LocalHost
 
-    host = LocalHost(function_app.app)
-    if "nif_queue" in host.functions:
-        return host
-    import azure.functions as func
-
-    from functions import nif_queue
-
-    app = func.FunctionApp()
-    app.register_functions(nif_queue.bp)
-    return LocalHost(app)
+    return LocalHost()
 
 
 def bare_loop(conn: str, items: list[dict]) -> float:

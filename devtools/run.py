@@ -156,10 +156,9 @@ class LocalRun:
         from shared.lifecycle import reset_process_state
 
         reset_process_state()
-        import function_app
         from devtools.host import LocalHost
 
-        host = LocalHost(function_app.app)
+        host = LocalHost()  # Microsoft's runtime indexes function_app.py, as in Azure
         server = host.serve(port=self.port(7071))
         self._stops.append(lambda: (server.shutdown(), server.server_close()))
         base = f"http://127.0.0.1:{server.server_address[1]}"

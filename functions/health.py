@@ -9,9 +9,13 @@ bp = func.Blueprint()
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.health:health", req, context)
+    from shared.health import health
+
+    return http(health, req, context)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def openapi_document(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.openapi:get_openapi", req, context)
+    from shared.openapi import get_openapi
+
+    return http(get_openapi, req, context)

@@ -6,7 +6,7 @@ Register with ``app.register_functions(idrott.bp)`` in function_app.py.
 
 import azure.functions as func
 
-from functions._glue import call, http
+from functions._glue import http
 
 bp = func.Blueprint()
 
@@ -14,55 +14,75 @@ bp = func.Blueprint()
 # ---- club registry (admin key) -------------------------------------------------------------------
 @bp.route(route="clubs/{clubId}", methods=["PUT"], auth_level=func.AuthLevel.ADMIN)
 def clubs_put(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:put_club", req, context)
+    from shared.idrott.api import put_club
+
+    return http(put_club, req, context)
 
 
 @bp.route(route="clubs/{clubId}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def clubs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:get_club", req, context)
+    from shared.idrott.api import get_club
+
+    return http(get_club, req, context)
 
 
 # ---- intake (function key) ------------------------------------------------------------------------
 @bp.route(route="idrottonline/clubs/{clubId}/persons", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
 def idrott_persons_put(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:put_persons", req, context)
+    from shared.idrott.api import put_persons
+
+    return http(put_persons, req, context)
 
 
 @bp.route(route="idrottonline/clubs/{clubId}/persons/{externalId}", methods=["DELETE"],
           auth_level=func.AuthLevel.FUNCTION)
 def idrott_person_delete(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:delete_person", req, context)
+    from shared.idrott.api import delete_person
+
+    return http(delete_person, req, context)
 
 
 @bp.route(route="idrottonline/clubs/{clubId}/activities", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
 def idrott_activities_put(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:put_activities", req, context)
+    from shared.idrott.api import put_activities
+
+    return http(put_activities, req, context)
 
 
 @bp.route(route="idrottonline/clubs/{clubId}/activities/{activityId}", methods=["DELETE"],
           auth_level=func.AuthLevel.FUNCTION)
 def idrott_activity_delete(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:delete_activity", req, context)
+    from shared.idrott.api import delete_activity
+
+    return http(delete_activity, req, context)
 
 
 # ---- ledger, manual run, preview ------------------------------------------------------------------
 @bp.route(route="idrottonline/clubs/{clubId}/exports", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def idrott_exports_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:get_exports", req, context)
+    from shared.idrott.api import get_exports
+
+    return http(get_exports, req, context)
 
 
 @bp.route(route="idrottonline/clubs/{clubId}/export", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def idrott_export_post(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:post_export", req, context)
+    from shared.idrott.api import post_export
+
+    return http(post_export, req, context)
 
 
 @bp.route(route="idrottonline/clubs/{clubId}/export/preview", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def idrott_export_preview(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.idrott.api:get_preview", req, context)
+    from shared.idrott.api import get_preview
+
+    return http(get_preview, req, context)
 
 
 # ---- nightly export -------------------------------------------------------------------------------
 @bp.timer_trigger(arg_name="timer", schedule="%IDROTTONLINE_EXPORT_SCHEDULE%", run_on_startup=False,
                   use_monitor=True)
 def idrott_export_timer(timer: func.TimerRequest) -> None:
-    call("shared.idrott.export:run_scheduled", timer)
+    from shared.idrott.export import run_scheduled
+
+    run_scheduled(timer)

@@ -10,34 +10,48 @@ _FUNCTION = func.AuthLevel.FUNCTION
 
 @bp.route(route="nif/sports", methods=["GET"], auth_level=_FUNCTION)
 def nif_sports(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:get_sports", req, context)
+    from shared.nif.api import get_sports
+
+    return http(get_sports, req, context)
 
 
 @bp.route(route="nif/countries", methods=["GET"], auth_level=_FUNCTION)
 def nif_countries(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:get_countries", req, context)
+    from shared.nif.api import get_countries
+
+    return http(get_countries, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/organization", methods=["GET"], auth_level=_FUNCTION)
 def nif_org_structure(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:get_org_structure", req, context)
+    from shared.nif.api import get_org_structure
+
+    return http(get_org_structure, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/token", methods=["GET"], auth_level=_FUNCTION)
 def nif_token_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:get_token", req, context)
+    from shared.nif.api import get_token
+
+    return http(get_token, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/token", methods=["POST"], auth_level=_FUNCTION)
 def nif_token_refresh(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:refresh_token", req, context)
+    from shared.nif.api import refresh_token
+
+    return http(refresh_token, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/memberships", methods=["POST"], auth_level=_FUNCTION)
 def nif_membership_add(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:add_membership", req, context)
+    from shared.nif.api import add_membership
+
+    return http(add_membership, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/membership-requests/{traceId}", methods=["GET"], auth_level=_FUNCTION)
 def nif_membership_request(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.api:get_membership_request", req, context)
+    from shared.nif.api import get_membership_request
+
+    return http(get_membership_request, req, context)

@@ -13,19 +13,27 @@ bp = func.Blueprint()
 
 @bp.route(route="nif/clubs/{clubId}/members", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def nif_mirror_club_members(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.mirror:club_members", req, context)
+    from shared.nif.mirror import club_members
+
+    return http(club_members, req, context)
 
 
 @bp.route(route="nif/clubs/{clubId}/members/full", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def nif_mirror_club_members_full(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.mirror:club_members_full", req, context)
+    from shared.nif.mirror import club_members_full
+
+    return http(club_members_full, req, context)
 
 
 @bp.route(route="nif/persons/{personId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def nif_mirror_person(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.mirror:person", req, context)
+    from shared.nif.mirror import person
+
+    return http(person, req, context)
 
 
 @bp.route(route="nif/persons/{personId}/full", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def nif_mirror_person_full(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return http("shared.nif.mirror:person_full", req, context)
+    from shared.nif.mirror import person_full
+
+    return http(person_full, req, context)

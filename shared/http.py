@@ -78,12 +78,12 @@ class ApiRequest:
         ctype = (self.header("content-type") or "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", "text/json", "") and not ctype.endswith("+json"):
             raise Problem(415, "Unsupported Media Type", "Send application/json.", "unsupported-media-type")
+        from shared import jsonsafe
+
         try:
-            data = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            detail = f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}." if isinstance(
-                exc, json.JSONDecodeError) else "Malformed JSON."
-            raise bad_request(detail, slug="malformed-json") from None
+            data = jsonsafe.loads(self.body)
+        except jsonsafe.JsonRejected as exc:
+            raise bad_request(f"Malformed JSON: {exc}.", slug="malformed-json") from None
         if model is None:
             return data
         from pydantic import BaseModel, TypeAdapter, ValidationError

@@ -155,10 +155,10 @@ def storage(azurite: str, env: Env):
 # --- the app through the local host ------------------------------------------------------
 @pytest.fixture(scope="session")
 def app_host():
-    """``devtools.host.LocalHost`` over ``function_app.app`` (indexed once per session)."""
-    import function_app
+    """``devtools.host.LocalHost`` over Microsoft's runtime, which indexes ``function_app`` once."""
     from devtools.host import LocalHost
 
-    host = LocalHost(function_app.app)
+    host = LocalHost()
     SENSITIVE.add(host.function_key, host.master_key)
     return host
+

@@ -1,6 +1,6 @@
 """Helpers for the queue tests: fixtures from tests/events/queue, messages built as the worker
 builds them (``azure.functions.servicebus.ServiceBusMessage``), a local host over the queue and
-mirror blueprints when function_app does not register them (yet)."""
+mirror functions."""
 
 from __future__ import annotations
 
@@ -47,29 +47,8 @@ def messages(items: list[dict[str, Any]], start: int = 1) -> list[ServiceBusMess
 
 
 def queue_app_host(app_host: Any) -> Any:
-    """The session host when function_app registers nif_queue/nif_mirror, else a host over an
-    app with just those blueprints."""
-    if "nif_queue" in app_host.functions and any(r.name == "nif_mirror_person" for r in app_host.routes):
-        return app_host
-    return _own_host()
-
-
-_HOST: Any = None
-
-
-def _own_host() -> Any:
-    global _HOST
-    if _HOST is None:
-        import azure.functions as func
-
-        from devtools.host import LocalHost
-        from functions import nif_mirror, nif_queue
-
-        app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-        app.register_functions(nif_queue.bp)
-        app.register_functions(nif_mirror.bp)
-        _HOST = LocalHost(app)
-    return _HOST
+    """The session host (kept as a name so the queue tests read the same)."""
+    return app_host
 
 
 def projection_snapshot(store: Any, tables: list[str]) -> dict[str, dict]:

@@ -48,8 +48,8 @@ LAZY_ONLY_IN_CORE = ("lxml",)
 #: Standard-library modules a blueprint module may import at module level (cheap, no I/O).
 STDLIB_BASICS = {"__future__", "typing", "importlib", "logging", "collections", "dataclasses", "enum", "functools"}
 #: Non-stdlib imports allowed at module level in functions/ (besides azure.functions and functions.*).
-#: _glue installs the log redaction before any handler can log; shared.logs imports only stdlib.
-FUNCTIONS_EXTRA = {"functions/_glue.py": {"shared.logs"}}
+FUNCTIONS_EXTRA: dict[str, set[str]] = {}
+#: An import of the handler, the call, at most one more statement.
 MAX_GLUE_STATEMENTS = 3
 
 # --- settings ---------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_functions_import_only_glue_at_module_level(path: str) -> None:
            if not lazy and not _allowed_in_functions(m, path)]
     assert not bad, (
         "functions/ modules import only azure.functions, typing, functions._glue and stdlib basics at module "
-        "level; name the handler as a lazy 'shared.module:attr' string for functions._glue.http/call instead:\n  "
+        "level; import the handler from shared/ inside the function body instead (as lazy, and followable):\n  "
         + "\n  ".join(bad)
     )
 
@@ -266,8 +266,23 @@ def test_function_bodies_are_glue(path: str) -> None:
                 long.append(f"{path}:{node.lineno} {node.name} has {len(body)} statements")
     assert not long, (
         f"A function body in functions/ is at most {MAX_GLUE_STATEMENTS} statements: move the logic into a "
-        "handler in shared/ and call it with functions._glue.http(...) or call(...):\n  " + "\n  ".join(long)
+        "handler in shared/ and call it (HTTP: functions._glue.http(handler, req, context)):\n  " + "\n  ".join(long)
     )
+
+
+@pytest.mark.parametrize("path", FUNCTION_MODULES)
+def test_function_bodies_import_their_handler_from_shared(path: str) -> None:
+    """Each registered function imports its handler inside the body: lazy for cold start, and a name
+    an editor and the type checker can follow (no ``"module:attr"`` strings)."""
+    missing = []
+    for node in ast.walk(tree_of(path)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+            lazy = [n for n in node.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("shared.")]
+            strings = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                       and n.value.startswith("shared.")]
+            if not lazy or strings:
+                missing.append(f"{path}:{node.lineno} {node.name}")
+    assert not missing, "import the handler from shared/ inside the body:\n  " + "\n  ".join(missing)
 
 
 def test_functions_folder_has_modules() -> None:

@@ -23,17 +23,7 @@ BASE = "/api/idrottonline/clubs"
 
 @pytest.fixture(scope="module")
 def host(app_host):
-    """The session host if function_app registers functions.idrott, else a host over our blueprint."""
-    if "idrott_export_timer" in app_host.functions:
-        return app_host
-    import azure.functions as func
-
-    from devtools.host import LocalHost
-    from functions import idrott
-
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    app.register_functions(idrott.bp)
-    return LocalHost(app)
+    return app_host
 
 
 @pytest.fixture
