@@ -14,11 +14,12 @@ case-insensitively. A message that can never be applied raises :class:`PoisonMes
 from __future__ import annotations
 
 import enum
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from shared import jsonsafe
 
 __all__ = [
     "ChangeType",
@@ -27,10 +28,15 @@ __all__ = [
     "RawMessage",
     "normalise_entity_name",
     "parse_envelope",
+    "raw_batch_from_functions",
     "raw_from_functions",
     "raw_from_sdk",
     "version_of",
 ]
+
+
+#: NIF's ids are positive; Table Storage keeps integers as Edm.Int64.
+MAX_OBJECT_ID = 2**63 - 1
 
 
 class ChangeType(enum.IntEnum):
@@ -202,6 +208,8 @@ def parse_envelope(raw: RawMessage) -> Envelope:
     object_id = _int(raw_object_id)
     if object_id is None:
         raise PoisonMessage("ObjectId is not an integer")
+    if not 1 <= object_id <= MAX_OBJECT_ID:
+        raise PoisonMessage(f"ObjectId is outside 1..{MAX_OBJECT_ID} (Edm.Int64, positive)")
 
     entity_name = _text(_prop(props, "EntityName"))
     if entity_name is None or not entity_name.strip():
@@ -240,16 +248,19 @@ def parse_envelope(raw: RawMessage) -> Envelope:
 
 
 def parse_body(body: bytes, change: ChangeType) -> dict[str, Any]:
-    """JSON object body, keys trimmed. An empty body is accepted only for Deleted."""
-    text = body.decode("utf-8-sig", errors="strict") if body else ""
-    if not text.strip():
+    """JSON object body (strict JSON, ``shared.jsonsafe``), keys trimmed. An empty body is
+    accepted only for Deleted. Anything undecodable (not UTF-8, too deep, a number of thousands of
+    digits, duplicate keys) is poison: journaled and quarantined, never raised past the batch."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]  # a UTF-8 byte-order mark, as .NET writers sometimes emit
+    if not body.strip():
         if change is ChangeType.DELETED:
             return {}
         raise PoisonMessage("empty body")
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PoisonMessage("body is not JSON") from None
+        data = jsonsafe.loads(body)
+    except jsonsafe.JsonRejected as exc:
+        raise PoisonMessage(f"body is not JSON: {exc}") from None
     if data is None and change is ChangeType.DELETED:
         return {}
     if not isinstance(data, dict):
@@ -305,6 +316,44 @@ def raw_from_functions(msg: Any) -> RawMessage:
         body=bytes(body or b""),
         content_type=getattr(msg, "content_type", None),
     )
+
+
+#: Per-message string properties we keep, and the host's trigger-metadata array each comes from.
+#: The host leaves null and empty entries out of string arrays (docs/runtime.md), so an array
+#: shorter than the batch cannot say which message a value belongs to.
+STRING_ARRAYS: dict[str, str] = {"message_id": "MessageIdArray", "content_type": "ContentTypeArray"}
+
+
+def unaligned_string_fields(metadata: Mapping[str, Any] | None, batch_size: int) -> set[str]:
+    """RawMessage fields whose trigger-metadata array does not hold one entry per message."""
+    if not isinstance(metadata, Mapping):
+        return set()  # not delivered by the host (tests, SDK): each message carries its own values
+    unaligned = set()
+    for name, array in STRING_ARRAYS.items():
+        values = metadata.get(array)
+        if not isinstance(values, (list, tuple)) or len(values) != batch_size:
+            unaligned.add(name)
+    return unaligned
+
+
+def raw_batch_from_functions(msgs: Sequence[Any]) -> list[RawMessage]:
+    """A batch (``cardinality: many``) as RawMessages, no property attributed to another message.
+
+    The worker hands every message the whole batch's trigger metadata and reads message ``i``'s
+    string properties from entry ``i`` of each array. When the host dropped entries (a message
+    without a ContentType, say), entry ``i`` belongs to a later message, so such a field is left
+    unknown for the whole batch rather than guessed: the message id falls back to none (the
+    journal keys on the sequence number, which travels in a numeric array the host never
+    shortens) and the content type to none.
+    """
+    raws = [raw_from_functions(m) for m in msgs]
+    if not raws:
+        return raws
+    unknown = unaligned_string_fields(getattr(msgs[0], "metadata", None), len(raws))
+    if not unknown:
+        return raws
+    blank: dict[str, Any] = {"message_id": "", "content_type": None}
+    return [replace(r, **{name: blank[name] for name in unknown}) for r in raws]
 
 
 def raw_from_sdk(msg: Any) -> RawMessage:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from shared.nif.queue.envelope import raw_from_functions
+from shared.nif.queue.envelope import raw_batch_from_functions, raw_from_functions
 from shared.nif.queue.processor import Outcome, get_processor
 
 log = logging.getLogger("shared.nif.queue")
@@ -22,7 +22,7 @@ def handle_message(msg: Any) -> Outcome:
 
 
 def handle_batch(msgs: Sequence[Any]) -> list[Outcome]:
-    outcomes = get_processor().process_batch([raw_from_functions(m) for m in msgs])
+    outcomes = get_processor().process_batch(raw_batch_from_functions(msgs))
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1

@@ -112,7 +112,11 @@ def raw_from_journal(row: dict[str, Any], overflow: Iterator[dict[str, Any]] | N
 
 
 def classify(raw: RawMessage) -> tuple[Envelope | None, PoisonMessage | None]:
+    """The envelope, or why the message is poison. Never raises: a message the parser cannot
+    handle (a bug on our side included) is quarantined, so it cannot hold back its batch."""
     try:
         return parse_envelope(raw), None
     except PoisonMessage as exc:
         return None, exc
+    except Exception as exc:  # noqa: BLE001 - isolation: one message must not fail the batch
+        return None, PoisonMessage(f"unparseable message ({type(exc).__name__})")
