@@ -2,10 +2,10 @@
 
 The sandbox (devtools, another module) exposes ``GET /_sandbox/outbox?after=<seq>`` →
 ``[{"messageId", "sequenceNumber", "enqueuedTimeUtc", "applicationProperties": {"ObjectId",
-"EntityName", "ChangeType"}, "body"}]``. Each item becomes an
-``azure.functions.servicebus.ServiceBusMessage`` built as the worker builds it and is handed to
-the queue function through :class:`devtools.host.LocalHost`, as the host would (a list for
-``cardinality="many"``). The cursor advances only after the function returned, so a failed
+"EntityName", "ChangeType"}, "body"}]``. Each item becomes a
+:class:`devtools.runtime.invocations.BrokerMessage` (the message as the broker holds it) and the
+batch is handed to the queue function through :class:`devtools.host.LocalHost`, which builds
+the invocation as the host does and runs it on Microsoft's runtime. The cursor advances only after the function returned, so a failed
 invocation is retried on the next poll, like a redelivery.
 """
 
@@ -17,15 +17,15 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
+from devtools.runtime.invocations import BrokerMessage
+
 log = logging.getLogger("devtools.outbox_pump")
 
 _cursors: dict[str, int] = {}
 _delivery: dict[str, int] = {}
 
 
-def to_message(item: dict[str, Any]) -> Any:
-    from azure.functions.servicebus import ServiceBusMessage
-
+def to_message(item: dict[str, Any]) -> BrokerMessage:
     body = item.get("body")
     if isinstance(body, (dict, list)):
         raw = json.dumps(body).encode()
@@ -37,10 +37,10 @@ def to_message(item: dict[str, Any]) -> Any:
     enqueued = datetime.fromisoformat(enq.replace("Z", "+00:00")) if isinstance(enq, str) else datetime.now(timezone.utc)
     mid = str(item.get("messageId") or item.get("sequenceNumber"))
     _delivery[mid] = _delivery.get(mid, 0) + 1
-    return ServiceBusMessage(
-        body=raw, message_id=mid, sequence_number=int(item["sequenceNumber"]), enqueued_time_utc=enqueued,
+    return BrokerMessage(
+        body=raw, message_id=mid, sequence_number=int(item["sequenceNumber"]), enqueued_time=enqueued,
         delivery_count=_delivery[mid], content_type="application/json",
-        application_properties=dict(item.get("applicationProperties") or {}), user_properties={})
+        application_properties=dict(item.get("applicationProperties") or {}))
 
 
 def queue_function(host: Any) -> tuple[str, str, bool]:

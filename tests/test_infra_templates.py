@@ -110,7 +110,7 @@ def test_site_is_python_311_on_linux_with_https_only_and_no_ftp():
     assert props["httpsOnly"] is True
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
     assert props["siteConfig"]["ftpsState"] == "Disabled"
-    assert props["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    assert props["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.13"}
     policies = {
         r["config"]["name"]: r["config"]["properties"]["allow"]
         for _, _, r in ic.resources_of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")

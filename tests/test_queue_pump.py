@@ -38,15 +38,15 @@ def test_pump_once_delivers_new_items_and_advances_the_cursor(app_host, storage)
     assert len(list(storage.table(E.JOURNAL_TABLE).query())) == 3
 
 
-def test_to_message_is_what_the_worker_builds() -> None:
-    from azure.functions.servicebus import ServiceBusMessage
+def test_to_message_is_the_message_as_the_broker_holds_it() -> None:
+    from devtools.runtime.invocations import BrokerMessage
 
     msg = outbox_pump.to_message({"messageId": "x", "sequenceNumber": 7, "enqueuedTimeUtc": "2026-03-01T12:00:00Z",
                                   "applicationProperties": {"ObjectId": 1, "EntityName": "ToSport", "ChangeType": 1},
                                   "body": {"sportId": 1}})
-    assert isinstance(msg, ServiceBusMessage)
-    assert msg.sequence_number == 7 and msg.message_id == "x" and json.loads(msg.get_body()) == {"sportId": 1}
-    assert msg.application_properties["EntityName"] == "ToSport" and msg.enqueued_time_utc.tzinfo is not None
+    assert isinstance(msg, BrokerMessage)
+    assert msg.sequence_number == 7 and msg.message_id == "x" and json.loads(msg.body) == {"sportId": 1}
+    assert msg.application_properties["EntityName"] == "ToSport" and msg.enqueued_time.tzinfo is not None
 
 
 def test_large_body_survives_the_journal_on_azurite(app_host, storage) -> None:

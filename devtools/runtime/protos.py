@@ -23,14 +23,15 @@ def load() -> ModuleType:
     """The message classes (``StreamingMessage``, ``TypedData``, ``RpcHttp``, …) as one module."""
     from grpc_tools import protoc  # dev-only dependency; imported here so nothing else pays for it
 
-    out = Path(tempfile.mkdtemp(prefix="idrettsbro-protos-"))
-    include = resources.files("grpc_tools") / "_proto"  # google/protobuf/*.proto ship with grpcio-tools
-    args = ["protoc", f"-I{PROTO.parent}", f"-I{include}", f"--python_out={out}", str(PROTO)]
-    if protoc.main(args) != 0:
-        raise RuntimeError(f"protoc failed to compile {PROTO.name}")
-    spec = importlib.util.spec_from_file_location(MODULE, out / f"{MODULE}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[MODULE] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="idrettsbro-protos-") as tmp:  # gone once the module is loaded
+        out = Path(tmp)
+        include = resources.files("grpc_tools") / "_proto"  # google/protobuf/*.proto ship with grpcio-tools
+        args = ["protoc", f"-I{PROTO.parent}", f"-I{include}", f"--python_out={out}", str(PROTO)]
+        if protoc.main(args) != 0:
+            raise RuntimeError(f"protoc failed to compile {PROTO.name}")
+        spec = importlib.util.spec_from_file_location(MODULE, out / f"{MODULE}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[MODULE] = module
+        spec.loader.exec_module(module)
     return module

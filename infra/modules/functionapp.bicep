@@ -1,4 +1,4 @@
-// Flex Consumption (FC1) plan + Linux Function App, Python 3.11, running as the user-assigned
+// Flex Consumption (FC1) plan + Linux Function App, Python 3.13 (the runtime version pinned by requirements.txt), running as the user-assigned
 // identity. The host's storage connection is identity-based (AzureWebJobsStorage__*), Key Vault
 // references resolve with the same identity (keyVaultReferenceIdentity), and the Azure SDKs in
 // shared/ pick it up through AZURE_CLIENT_ID (DefaultAzureCredential).
@@ -128,7 +128,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }
