@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
@@ -157,7 +157,7 @@ def _table():
 
 def _to_entity(club: Club) -> dict:
     data = club.model_dump(mode="json", exclude={"club_id", "created_at", "updated_at"})
-    entity = {"PartitionKey": PARTITION, "RowKey": club.club_id}
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": club.club_id}
     for key, value in data.items():
         entity[key] = value  # None values are stored as absent by the adapter / ignored on read
     entity["created_at"] = club.created_at

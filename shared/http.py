@@ -111,9 +111,10 @@ def _to_jsonable(data: Any) -> Any:
     try:
         from pydantic import BaseModel
     except ImportError:  # pragma: no cover
-        BaseModel = ()  # type: ignore
-    if isinstance(data, BaseModel):
-        return data.model_dump(mode="json", by_alias=True, exclude_none=False)
+        pass
+    else:
+        if isinstance(data, BaseModel):
+            return data.model_dump(mode="json", by_alias=True, exclude_none=False)
     if isinstance(data, list):
         return [_to_jsonable(x) for x in data]
     return data

@@ -173,8 +173,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             out["fields"] = redact_value(fields)
-        if record.exc_info or record.exc_text:
-            out["exception"] = record.exc_text or redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        elif record.exc_info:
+            out["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, ensure_ascii=False, default=str)
 
 

@@ -480,6 +480,7 @@ class TableStore:
                     from shared.identity import get_credential
 
                     credential = get_credential()
+                assert self._endpoint, "__init__ requires a connection string or an endpoint"
                 self._service = TableServiceClient(endpoint=self._endpoint, credential=credential,
                                                    **self._client_kwargs())
         return self._service

@@ -25,7 +25,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.clubs import Club
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +239,19 @@ def build_files(club: Any, selection: Any, directory: Path, *, batch_id: str, cr
 
 
 # ---- one club ----------------------------------------------------------------------------------
-def export_club(club_or_id: Any, *, trigger: str = "manual", today: date | None = None) -> RunResult:
+def export_club(club_or_id: Club | str, *, trigger: str = "manual", today: date | None = None) -> RunResult:
     """Run one export for a club now. Never raises for a run failure: see ``RunResult.status``."""
     from shared.clubs import get_club
     from shared.config import get_settings
     from shared.logs import log_context
 
-    club = get_club(club_or_id) if isinstance(club_or_id, str) else club_or_id
-    club_id = club_or_id if isinstance(club_or_id, str) else club.club_id
-    if club is None:
-        raise LookupError(f"club {club_id} is not registered")
+    if isinstance(club_or_id, str):
+        club_id = club_or_id
+        club = get_club(club_or_id)
+        if club is None:
+            raise LookupError(f"club {club_id} is not registered")
+    else:
+        club, club_id = club_or_id, club_or_id.club_id
     settings = get_settings()
     owner = new_batch_id()
     with log_context(club_id=club_id):

@@ -29,6 +29,7 @@ import hashlib
 import os
 import tempfile
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Mapping, Protocol, Sequence
@@ -36,6 +37,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Mapping, Pr
 from shared.idrott import elements as E
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lxml.etree import xmlfile
+    from lxml.etree._serializer import _IncrementalFileWriter  # a name of the stubs only
+
     from shared.idrott.models import Activity, ClubExportInfo, Person
 
 __all__ = [
@@ -355,27 +359,32 @@ class _Section:
     def __init__(self, spool: BinaryIO, tag: str) -> None:
         self.spool = spool
         self.tag = tag
-        self._xf = None
+        self._xf: _IncrementalFileWriter | None = None
 
     def open(self) -> None:
         from lxml import etree
 
         self.start = self.spool.tell()
-        self._xf_cm = etree.xmlfile(self.spool, encoding="utf-8")
-        self._xf = self._xf_cm.__enter__()
-        self._el_cm = self._xf.element(self.tag)
+        self._xf_cm: xmlfile = etree.xmlfile(self.spool, encoding="utf-8")
+        xf = self._xf = self._xf_cm.__enter__()
+        self._el_cm: AbstractContextManager[None] = xf.element(self.tag)
         self._el_cm.__enter__()
-        self._xf.flush()
+        xf.flush()
+
+    def _writer(self) -> _IncrementalFileWriter:
+        if self._xf is None:
+            raise RuntimeError(f"section {self.tag} is not open")
+        return self._xf
 
     def write(self, el: Any) -> None:
-        self._xf.write(el)
+        self._writer().write(el)
 
     def mark(self) -> int:
-        self._xf.flush()
+        self._writer().flush()
         return self.spool.tell()
 
     def rollback(self, pos: int) -> None:
-        self._xf.flush()
+        self._writer().flush()
         self.spool.seek(pos)
         self.spool.truncate()
 
@@ -498,7 +507,10 @@ def write_run(
                 if state["plan"] is not None and p.external_id in state["ids"]:
                     continue  # repeated in the input: once per file is enough
 
-                add(lambda p=p: (p,), None, f"person {p.external_id}")
+                def alone(p: Any = p) -> tuple[Any]:
+                    return (p,)
+
+                add(alone, None, f"person {p.external_id}")
 
             for a in activities:
                 if getattr(a, "deleted", False):

@@ -45,7 +45,7 @@ def reset_schema_cache() -> None:
 
 
 try:  # register with the process-state reset when the project's lifecycle module exists
-    from shared.lifecycle import on_reset as _on_reset  # type: ignore[import-not-found]
+    from shared.lifecycle import on_reset as _on_reset
 
     _on_reset(reset_schema_cache)
 except Exception:  # pragma: no cover - lifecycle not available in this checkout

@@ -91,6 +91,7 @@ def check_membership(body: MembershipRequest, today: Any) -> None:
     violations = rules.validate_membership(body, today=today)
     if violations:
         code = rules.primary_code(violations)
+        assert code is not None  # None only for no violations
         raise validation_problem(
             [FieldError(v.path, v.message, v.code) for v in violations],
             rules.NIF_MESSAGES.get(code, "The request is not valid."),

@@ -25,10 +25,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar, overload
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared import lifecycle
 from shared.config import MissingSetting, Settings, get_settings
@@ -46,6 +46,7 @@ BACKOFF_BASE_SECONDS = 0.2
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
@@ -148,9 +149,9 @@ class CachedToken:
     expires_at: float | None  # JWT exp
     refresh_at: float
 
-    def info(self, club_id: int, mode: str) -> TokenInfo:
+    def info(self, club_id: int, mode: Literal["api", "static"]) -> TokenInfo:
         return TokenInfo(clubId=club_id, expiresAt=_iso(self.expires_at), fetchedAt=_iso(self.fetched_at) or "",
-                         mode=mode)  # type: ignore[arg-type]
+                         mode=mode)
 
 
 def plan_refresh(fetched_at: float, expires_at: float | None, margin: float) -> float:
@@ -335,12 +336,17 @@ class NifClient:
                 raise NifContractError("NIF answered with a body that is not JSON", status=resp.status_code) from None
         raise _error_from(resp)
 
-    def _validated(self, resp: httpx.Response, adapter: TypeAdapter[T] | type, what: str) -> T:
+    @overload
+    def _validated(self, resp: httpx.Response, adapter: TypeAdapter[T], what: str) -> T: ...
+    @overload
+    def _validated(self, resp: httpx.Response, adapter: type[M], what: str) -> M: ...
+
+    def _validated(self, resp: httpx.Response, adapter: TypeAdapter[Any] | type[BaseModel], what: str) -> Any:
         data = self._json(resp)
         try:
             if isinstance(adapter, TypeAdapter):
                 return adapter.validate_python(data)
-            return adapter.model_validate(data)  # type: ignore[union-attr]
+            return adapter.model_validate(data)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             raise NifContractError(f"NIF {what} response failed validation ({fields})", status=resp.status_code) from None

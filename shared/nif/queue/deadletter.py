@@ -14,13 +14,23 @@ import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-from shared.nif.queue.envelope import raw_from_sdk
+from shared.nif.queue.envelope import RawMessage, raw_from_sdk
 from shared.nif.queue.servicebus import MessageSource
+
+if TYPE_CHECKING:
+    from shared.nif.queue.processor import Outcome
 
 log = logging.getLogger("shared.nif.queue.deadletter")
 
 CONNECTION_SETTING = "NifServiceBus"
+
+
+class Processor(Protocol):
+    """What the drain needs of a processor (:class:`~shared.nif.queue.processor.QueueProcessor`)."""
+
+    def process(self, raw: RawMessage) -> Outcome: ...
 
 
 @dataclass
@@ -31,7 +41,7 @@ class DrainReport:
     errors: list[str] = field(default_factory=list)
 
 
-def drain(source: MessageSource, processor: object | None = None, *, max_messages: int | None = None,
+def drain(source: MessageSource, processor: Processor | None = None, *, max_messages: int | None = None,
           batch: int = 20, wait_seconds: float = 5.0) -> DrainReport:
     from shared.nif.queue.processor import get_processor
 
@@ -44,7 +54,7 @@ def drain(source: MessageSource, processor: object | None = None, *, max_message
             break
         for i, msg in enumerate(messages):
             try:
-                outcome = proc.process(raw_from_sdk(msg))  # type: ignore[attr-defined]
+                outcome = proc.process(raw_from_sdk(msg))
             except Exception as exc:  # transient: leave it (and the rest) in the DLQ
                 report.failed += 1
                 report.errors.append(type(exc).__name__)

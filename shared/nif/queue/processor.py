@@ -31,6 +31,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from shared import lifecycle
@@ -339,7 +340,7 @@ class QueueProcessor:
             self._write_links(result, redelivered=redelivered)
             return result
 
-        for result in _parallel([lambda t=t, r=r: apply_table(t, r) for t, r in by_table.items()]):
+        for result in _parallel([partial(apply_table, t, r) for t, r in by_table.items()]):
             touched.extend(result)
         for t in touched:
             for env in t.envs:
@@ -471,7 +472,7 @@ class QueueProcessor:
         by_partition: dict[str, list[tuple]] = {}
         for op in ops:
             by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
-        _parallel([lambda o=o: _write(table, o) for o in by_partition.values()], pool=_links_pool)
+        _parallel([partial(_write, table, o) for o in by_partition.values()], pool=_links_pool)
 
     def _derived(self, touched: list[_Touched], *, redelivered: bool) -> None:
         merge_ops: list[tuple] = []
@@ -510,7 +511,7 @@ class QueueProcessor:
             by_partition: dict[str, list[tuple]] = {}
             for op in merge_ops:
                 by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
-            _parallel([lambda o=o: _write(table, o) for o in by_partition.values()])
+            _parallel([partial(_write, table, o) for o in by_partition.values()])
         if deleted_memberships:
             marks.extend(self._merged_ends(deleted_memberships))
         for entity, object_id, survivor in marks:
@@ -531,7 +532,7 @@ class QueueProcessor:
 
     def _merged_ends(self, ended: list[_Touched]) -> list[tuple[str, int, int]]:
         """Ended memberships whose person (or membership id) was merged away → merged, not left."""
-        persons = {E.links_of(t.entity, t.after.data).get("personId") for t in ended} - {None}
+        persons = {pid for t in ended if (pid := E.links_of(t.entity, t.after.data).get("personId")) is not None}
         person_map = {old: int(r["SurvivorId"]) for old, r in self._lookup("person", persons).items()}
         out = []
         for entity, kind in (("TpMembership", "membership"), ("TpActiveMembership", "activeMembership")):
@@ -595,6 +596,8 @@ class QueueProcessor:
                 if not isinstance(trace, str) or not trace.strip():
                     continue
                 data = t.after.data
+                person_id: int | None
+                membership_id: int | None
                 if t.entity == "TpPerson":
                     person_id, membership_id = env.object_id, E.as_id(E.field(data, *E.MEMBERSHIP_ID))
                 elif t.entity == "TpMembership":
