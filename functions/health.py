@@ -1,4 +1,4 @@
-"""Operational routes: the health probe (the only anonymous route) and the OpenAPI document."""
+"""Operational routes: the health probes (the only anonymous routes) and the OpenAPI document."""
 
 import azure.functions as func
 
@@ -9,9 +9,16 @@ bp = func.Blueprint()
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    from shared.health import health
+    from shared.health import live
 
-    return http(health, req, context)
+    return http(live, req, context)
+
+
+@bp.route(route="health/ready", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health_ready(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.health import ready
+
+    return http(ready, req, context)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

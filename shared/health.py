@@ -1,4 +1,12 @@
-"""``GET /api/health``: is the configuration present and Table Storage reachable?"""
+"""Health probes: ``GET /api/health`` (liveness) and ``GET /api/health/ready`` (readiness).
+
+- **Liveness** answers 200 as soon as the worker can run a function: no settings, no storage,
+  nothing that loads pydantic or an Azure SDK. It is what a probe or an uptime monitor should poll,
+  and it is the first request of the cold-start benchmark (bench/bench_cold_start.py).
+- **Readiness** checks that the configuration is present and valid and that Table Storage answers
+  (200 / 503). Its first call pays for loading Settings and the Table SDK and for a storage round
+  trip; monitors that alert on configuration or storage should poll this one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,13 @@ from shared.http import ApiRequest, ApiResponse, json_response
 log = logging.getLogger(__name__)
 
 
-def health(req: ApiRequest) -> ApiResponse:
+def live(req: ApiRequest) -> ApiResponse:
+    """The worker is up and runs functions."""
+    return json_response({"status": "pass"}, headers={"Cache-Control": "no-store"})
+
+
+def ready(req: ApiRequest) -> ApiResponse:
+    """Configuration present and valid, Table Storage reachable."""
     from shared.config import get_settings
     from pydantic import ValidationError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -108,13 +109,9 @@ class ApiResponse:
 
 
 def _to_jsonable(data: Any) -> Any:
-    try:
-        from pydantic import BaseModel
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        if isinstance(data, BaseModel):
-            return data.model_dump(mode="json", by_alias=True, exclude_none=False)
+    pydantic = sys.modules.get("pydantic")  # not loaded → ``data`` cannot be a model; don't load it for a dict
+    if pydantic is not None and isinstance(data, pydantic.BaseModel):
+        return data.model_dump(mode="json", by_alias=True, exclude_none=False)
     if isinstance(data, list):
         return [_to_jsonable(x) for x in data]
     return data
@@ -138,8 +135,12 @@ Handler = Callable[[ApiRequest], Any]
 
 
 def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
-    """Run ``handler`` and map every outcome to a response; never lets an exception escape."""
-    from shared.config import MissingSetting
+    """Run ``handler`` and map every outcome to a response; never lets an exception escape.
+
+    Settings and pydantic are imported only when an exception needs them (both are already
+    loaded whenever a handler could have raised theirs), so a handler that needs neither, such as
+    the liveness probe, runs without loading them on a cold start.
+    """
     from shared.logs import log_context
 
     instance = req.url.split("?")[0] if req.url else None
@@ -150,15 +151,18 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
             if problem.status >= 500:
                 log.warning("request failed: %s %s -> %s %s", req.method, instance, problem.status, problem.detail)
             return problem_response(problem, instance)
-        except MissingSetting as exc:
-            log.error("configuration missing: %s", exc.name)
-            return problem_response(
-                Problem(503, "Service Unavailable", f"The service is not configured: {exc.name}.", "not-configured"),
-                instance,
-            )
         except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare 500
             from pydantic import ValidationError
 
+            from shared.config import MissingSetting
+
+            if isinstance(exc, MissingSetting):
+                log.error("configuration missing: %s", exc.name)
+                return problem_response(
+                    Problem(503, "Service Unavailable", f"The service is not configured: {exc.name}.",
+                            "not-configured"),
+                    instance,
+                )
             if isinstance(exc, ValidationError):
                 return problem_response(from_pydantic(exc), instance)
             log.exception("unhandled error in %s", req.function_name or instance)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
 from devtools.host import _route_regex
 
@@ -18,16 +17,21 @@ def test_route_templates() -> None:
     assert _route_regex("x/{id:int}").match("x/12") and not _route_regex("x/{id:int}").match("x/ab")
 
 
-def test_health_is_anonymous_and_reports_missing_configuration(app_host) -> None:
+def test_liveness_is_anonymous_and_needs_no_configuration(app_host) -> None:
     res = app_host.request("GET", "/api/health", key=None)
+    assert res.status_code == 200 and json.loads(res.get_body())["status"] == "pass"
+
+
+def test_readiness_is_anonymous_and_reports_missing_configuration(app_host) -> None:
+    res = app_host.request("GET", "/api/health/ready", key=None)
     assert res.status_code == 503
     body = json.loads(res.get_body())
     assert body["status"] == "fail" and "NIF_API_BASE_URL" in body["checks"]["configuration"]["detail"]
 
 
-def test_health_passes_with_storage_and_configuration(app_host, storage, env) -> None:
+def test_readiness_passes_with_storage_and_configuration(app_host, storage, env) -> None:
     env.set(NIF_API_BASE_URL="http://127.0.0.1:1", NIF_SUBSCRIPTION_KEY="local-sub-key")
-    res = app_host.request("GET", "/api/health", key=None)
+    res = app_host.request("GET", "/api/health/ready", key=None)
     assert res.status_code == 200, res.get_body()
     assert json.loads(res.get_body())["checks"]["tableStorage"] == {"status": "pass"}
 
@@ -54,7 +58,7 @@ def test_served_over_real_http(app_host) -> None:
     server = app_host.serve(port=0)
     try:
         port = server.server_address[1]
-        res = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+        res = httpx.get(f"http://127.0.0.1:{port}/api/health/ready", timeout=5)
         assert res.status_code == 503 and res.headers["content-type"].startswith("application/json")
         assert httpx.get(f"http://127.0.0.1:{port}/api/nope", timeout=5).status_code == 404
     finally:
