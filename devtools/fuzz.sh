@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 examples="${1:-100}"
 state="$(mktemp -d)"
 ready="$state/ready.json"
-.venv/bin/python -m devtools.run --ephemeral --no-persist --timer-seconds 3600 \
+.venv/bin/python -m devtools.run --ephemeral --no-persist \
   --state-dir "$state/run" --ready-file "$ready" >"$state/run.out" 2>"$state/run.err" &
 run_pid=$!
 trap 'kill -INT $run_pid 2>/dev/null; wait $run_pid 2>/dev/null; rm -rf "$state"' EXIT

@@ -28,7 +28,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import asyncssh
 
@@ -119,7 +119,7 @@ class SftpServer:
         return f"{host} {self.host_key_line}"
 
     # ---- lifecycle --------------------------------------------------------------------------
-    def start(self) -> "SftpServer":
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -140,7 +140,10 @@ class SftpServer:
         self._thread = threading.Thread(target=run, name="sftp-server", daemon=True)
         self._thread.start()
         started.wait(10)
-        if errors:
+        if errors:  # e.g. the port is taken (OSError EADDRINUSE): leave no loop or thread behind
+            self._thread.join(10)
+            self._loop = None
+            loop.close()
             raise errors[0]
         log.info("SFTP server listening on %s:%s, root %s", self.host, self.port, self.root)
         return self
@@ -160,7 +163,7 @@ class SftpServer:
                     self._thread.join(10)
         loop.close()
 
-    def __enter__(self) -> "SftpServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -249,8 +252,9 @@ class SftpServer:
         await asyncio.sleep(0)
 
 
-def start_local(root_dir: str | os.PathLike[str], *, port: int = 0, username: str = "demo",
-                password: str = "demo") -> SftpServer:
+def start_local(
+    root_dir: str | os.PathLike[str], *, port: int = 0, username: str = "demo", password: str = "demo"
+) -> SftpServer:
     """Start a server for ``make run``: files land in ``root_dir`` (e.g. ``.local/sftp/``).
 
     The caller registers a demo SE club with ``sftp_host=127.0.0.1``, ``sftp_port=server.port``,
@@ -266,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--user", default="demo")
     parser.add_argument("--password", default="demo")
-    parser.add_argument("--authorized-key", action="append", default=[],
-                        help="OpenSSH public key line allowed to log in (repeatable)")
+    parser.add_argument(
+        "--authorized-key", action="append", default=[], help="OpenSSH public key line allowed to log in (repeatable)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    srv = SftpServer(args.root, username=args.user, password=args.password,
-                     client_keys=args.authorized_key, port=args.port).start()
+    srv = SftpServer(
+        args.root, username=args.user, password=args.password, client_keys=args.authorized_key, port=args.port
+    ).start()
     print(f"port={srv.port}", flush=True)
     print(f"host_key={srv.host_key_line}", flush=True)
     print(f"known_hosts={srv.known_hosts_line}", flush=True)
