@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from shared.idrott.xmlwriter import (
     ActivityRecord,
@@ -32,7 +32,6 @@ from shared.idrott.xmlwriter import (
     write_run,
 )
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 4, 16, tzinfo=UTC)
 HEADER = RunHeader("idrettsbro", "5a0b7e2c-1234-4abc-8def-0123456789ab", "802000-0009", "12345",
                    "club-1", "bench-batch", datetime(2024, 3, 5, 2, tzinfo=UTC), export_contacts=True)
@@ -100,8 +99,8 @@ def bare_baseline_nested(persons, path: str) -> float:
     from lxml import etree
 
     t = time.perf_counter()
-    with open(path, "wb") as f, etree.xmlfile(f, encoding="utf-8") as xf:
-        with xf.element("Import", Version="1"), xf.element("Persons"):
+    with open(path, "wb") as f, etree.xmlfile(f, encoding="utf-8") as xf, xf.element(
+        "Import", Version="1"), xf.element("Persons"):
             for p in persons:
                 with xf.element("Person"):
                     for tag, v in (("ExternalIdentification", p.external_id), ("OptionType", "Update"),
@@ -142,7 +141,6 @@ def throughput(n: int = 100_000) -> None:
         nested = bare_baseline_nested(persons, os.path.join(d, "nested.xml"))
         best_ours = None
         for r in range(2):
-            files = []
 
             def open_file(seq: int, r=r):
                 return open(os.path.join(d, f"ours-{r}-{seq}.xml"), "wb")
@@ -170,7 +168,7 @@ def rss_child(n: int) -> None:
     lookup = Lookup()
     with tempfile.TemporaryDirectory() as d:
         infos = write_run(HEADER, (make_person(i) for i in range(n)), ordered_activities(n),
-                          max_file_bytes=MAX_BYTES, open_file=lambda s: open(os.path.join(d, f"{s}.xml"), "wb"),
+                          max_file_bytes=MAX_BYTES, open_file=lambda s: open(os.path.join(d, f"{s}.xml"), "wb"),  # noqa: SIM115 - write_run closes it
                           person_lookup=lookup, temp_dir=d)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(infos), sum(i.size for i in infos))
 

@@ -32,9 +32,10 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 N = int(os.environ.get("BENCH_NIF_N", "200"))
 N_LATENCY = int(os.environ.get("BENCH_NIF_N_LATENCY", "40"))

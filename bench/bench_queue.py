@@ -21,9 +21,9 @@ import json
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def generate(n: int) -> list[dict]:
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)
     items = generate(n)
     host = queue_host()
-    rate = lambda s: n / s  # noqa: E731
+    rate = lambda s: n / s
     with Azurite() as az:
         conn = az.connection_string
         bare_loop(conn, items[:200])  # warm-up (connections, first-call paths of the SDK)

@@ -27,8 +27,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 
 from devtools.ports import free_port, wait_for_port
 
@@ -81,7 +81,7 @@ class FakeBroker:
             message_id: str | None = None, delivery_count: int = 0, content_type: str | None = None) -> StoredMessage:
         msg = StoredMessage(body=body, application_properties=dict(application_properties or {}),
                             message_id=message_id or uuid.uuid4().hex, sequence_number=next(self._seq),
-                            enqueued_time=datetime.now(timezone.utc), delivery_count=delivery_count,
+                            enqueued_time=datetime.now(UTC), delivery_count=delivery_count,
                             content_type=content_type)
         with self._lock:
             self.queues.setdefault(queue.lower(), deque()).append(msg)
@@ -92,7 +92,7 @@ class FakeBroker:
             return len(self.queues.get(queue.lower(), ()))
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> "FakeBroker":
+    def start(self) -> FakeBroker:
         from proton.reactor import Container
 
         if not self.port:
@@ -114,7 +114,7 @@ class FakeBroker:
             self._thread.join(5)
         self._thread = None
 
-    def __enter__(self) -> "FakeBroker":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,7 +40,7 @@ DEFAULT_MASTER_KEY = "local-master-key"
 ROUTE_PREFIX = "/api"
 DEFAULT_BASE_URL = "http://127.0.0.1:7071"
 
-__all__ = ["LocalHost", "HttpRoute", "InvocationFailed", "DEFAULT_FUNCTION_KEY", "DEFAULT_MASTER_KEY"]
+__all__ = ["DEFAULT_FUNCTION_KEY", "DEFAULT_MASTER_KEY", "HttpRoute", "InvocationFailed", "LocalHost"]
 
 
 @dataclass
@@ -242,7 +242,7 @@ def to_broker(message: Any) -> inv.BrokerMessage:
     """A message as the broker holds it, from a ``BrokerMessage`` or an ``azure.functions`` ServiceBusMessage."""
     if isinstance(message, inv.BrokerMessage):
         return message
-    enqueued = message.enqueued_time_utc or datetime.now(timezone.utc)
+    enqueued = message.enqueued_time_utc or datetime.now(UTC)
     return inv.BrokerMessage(
         body=message.get_body(),
         sequence_number=int(message.sequence_number or 0),

@@ -14,7 +14,8 @@ import copy
 import itertools
 import re
 import threading
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 _counter = itertools.count(1)
 _CLAUSE = re.compile(r"^\s*\(?\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+@(\w+)\s*\)?\s*$")
@@ -49,7 +50,7 @@ def _matcher(flt: str | None, params: Mapping[str, Any]) -> Callable[[dict], boo
 
 
 class MemoryTable:
-    def __init__(self, store: "MemoryTableStore", name: str) -> None:
+    def __init__(self, store: MemoryTableStore, name: str) -> None:
         self.store = store
         self.name = name
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}

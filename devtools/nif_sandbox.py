@@ -51,10 +51,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.nif import rules
@@ -209,7 +210,7 @@ class NifSandbox:
                  host: str = "127.0.0.1", port: int = 0, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
         self.subscription_key = subscription_key
         self._secret = secrets.token_bytes(32)
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._tz = timezone_name
         self._host, self._port = host, port
         self.token_ttl = token_ttl
@@ -240,7 +241,7 @@ class NifSandbox:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> "NifSandbox":
+    def start(self) -> NifSandbox:
         handler = _make_handler(self)
         server_cls = type("SandboxServer", (ThreadingHTTPServer,), {"request_queue_size": 256})
         self._server = server_cls((self._host, self._port), handler)
@@ -256,10 +257,10 @@ class NifSandbox:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "NifSandbox":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
@@ -483,7 +484,7 @@ class NifSandbox:
         for ct in (9, change_type):
             self.outbox.append({
                 "messageId": str(uuid.uuid4()), "sequenceNumber": next(self._seq),
-                "enqueuedTimeUtc": datetime.now(timezone.utc).isoformat(),
+                "enqueuedTimeUtc": datetime.now(UTC).isoformat(),
                 "applicationProperties": {"ObjectId": object_id, "EntityName": entity, "ChangeType": ct},
                 "body": dict(body),
             })

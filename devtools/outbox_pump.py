@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from devtools.runtime.invocations import BrokerMessage
@@ -34,7 +34,7 @@ def to_message(item: dict[str, Any]) -> BrokerMessage:
     else:
         raw = bytes(body or b"")
     enq = item.get("enqueuedTimeUtc")
-    enqueued = datetime.fromisoformat(enq.replace("Z", "+00:00")) if isinstance(enq, str) else datetime.now(timezone.utc)
+    enqueued = datetime.fromisoformat(enq) if isinstance(enq, str) else datetime.now(UTC)
     mid = str(item.get("messageId") or item.get("sequenceNumber"))
     _delivery[mid] = _delivery.get(mid, 0) + 1
     return BrokerMessage(
@@ -89,7 +89,7 @@ def run(sandbox_url: str, host: Any, *, interval: float = 1.0, stop: threading.E
                 n = pump_once(sandbox_url, host)
                 if n:
                     log.info("outbox pump delivered %d message(s)", n)
-            except Exception as exc:  # keep pumping; the next poll retries
+            except Exception as exc:  # noqa: BLE001 - keep pumping; the next poll retries
                 log.warning("outbox pump: %s", type(exc).__name__)
             stop.wait(interval)
 

@@ -88,7 +88,7 @@ def marked_block() -> str:
 
 
 def replace_block(text: str) -> str:
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
     if not pattern.search(text):
         raise SystemExit("no settings-table markers found")
     return pattern.sub(lambda _: marked_block(), text)

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
@@ -66,7 +67,7 @@ class OpenSshd:
     def _run(self, *args: str) -> None:
         subprocess.run(list(args), check=True, capture_output=True, timeout=30)
 
-    def start(self) -> "OpenSshd":
+    def start(self) -> OpenSshd:
         reason = sshd_unavailable_reason()
         if reason:
             raise RuntimeError(reason)
@@ -124,7 +125,8 @@ Match User {self.username}
     PermitTTY no
 """
         )
-        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30)
+        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30,
+                               check=False)
         if check.returncode != 0:
             raise RuntimeError(f"sshd -t rejected the config: {check.stderr.strip()}")
         log = self.log_file.open("wb")
@@ -153,11 +155,11 @@ Match User {self.username}
                 self._proc.wait(10)
         self._proc = None
         if self._user_created:
-            subprocess.run(["/usr/sbin/userdel", self.username], capture_output=True, timeout=30)
+            subprocess.run(["/usr/sbin/userdel", self.username], capture_output=True, timeout=30, check=False)
             self._user_created = False
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> "OpenSshd":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-
 if TYPE_CHECKING:
     from shared.http import Handler
 

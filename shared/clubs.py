@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -119,8 +119,8 @@ class ClubIn(BaseModel):
             ]
         errors = [(path, "required for a Swedish club") for path, value in need if value is None]
         if self.enabled and not (self.sftp_password_secret or self.sftp_private_key_secret):
-            errors.append(("sftpPasswordSecret", "an enabled Swedish club needs sftpPasswordSecret "
-                                                 "or sftpPrivateKeySecret"))
+            errors.append(("sftpPasswordSecret", ("an enabled Swedish club needs sftpPasswordSecret "
+                                                 "or sftpPrivateKeySecret")))
         return errors
 
 
@@ -187,7 +187,7 @@ def put_club(club_id: str, data: ClubIn) -> tuple[Club, bool]:
     if errors:
         raise validation_problem(errors, "The club is not valid.")
     existing = _table().get(PARTITION, club_id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created_at = (existing or {}).get("created_at") or now
     club = Club.model_validate(
         {**data.model_dump(exclude={"club_id"}), "club_id": club_id, "created_at": created_at, "updated_at": now}

@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _one_storage_target(self) -> "Settings":
+    def _one_storage_target(self) -> Settings:
         if self.DATA_TABLES_CONNECTION and self.DATA_TABLES_ENDPOINT:
             raise ValueError("set DATA_TABLES_CONNECTION or DATA_TABLES_ENDPOINT, not both")
         return self

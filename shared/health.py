@@ -24,8 +24,9 @@ def live(req: ApiRequest) -> ApiResponse:
 
 def ready(req: ApiRequest) -> ApiResponse:
     """Configuration present and valid, Table Storage reachable."""
-    from shared.config import get_settings
     from pydantic import ValidationError
+
+    from shared.config import get_settings
 
     checks: dict[str, dict[str, str]] = {}
     try:

@@ -11,8 +11,9 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, bad_request, from_pydantic
 
@@ -151,7 +152,7 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
             if problem.status >= 500:
                 log.warning("request failed: %s %s -> %s %s", req.method, instance, problem.status, problem.detail)
             return problem_response(problem, instance)
-        except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare 500
+        except Exception as exc:
             from pydantic import ValidationError
 
             from shared.config import MissingSetting

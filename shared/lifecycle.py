@@ -7,7 +7,8 @@ reset hook here so tests (and the local host after a settings change) can drop t
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 _hooks: list[Callable[[], None]] = []
@@ -24,12 +25,12 @@ def reset_process_state() -> None:
     """Close and forget every process-wide client and cache, then the cached Settings."""
     from shared.config import reset_settings
 
-    for hook in list(_hooks):
+    for hook in _hooks:
         hook()
     reset_settings()
 
 
-def process_wide(factory: Callable[[], T], *, close: Callable[[T], object] | None = None) -> Callable[[], T]:
+def process_wide[T](factory: Callable[[], T], *, close: Callable[[T], object] | None = None) -> Callable[[], T]:
     """A getter for one value per process, built by ``factory`` on first call (thread-safe) and
     dropped, after ``close``, by :func:`reset_process_state`."""
     lock = threading.Lock()

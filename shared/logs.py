@@ -21,7 +21,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 REDACTED = "[REDACTED]"
 
@@ -120,7 +121,7 @@ def install_redaction() -> None:
             record.__class__ = RedactingLogRecord
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None

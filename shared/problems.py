@@ -7,9 +7,10 @@ Domain code raises :class:`Problem`; the HTTP layer (``shared.http.dispatch``) r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Iterable
+from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://idrettsbro.dev/problems/"

@@ -67,8 +67,9 @@ class KeyVaultSecretStore:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from shared.identity import get_credential
             from azure.keyvault.secrets import SecretClient
+
+            from shared.identity import get_credential
 
             self._client = SecretClient(
                 self._vault_url, self._credential or get_credential(),

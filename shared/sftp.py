@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import io
 import logging
@@ -105,7 +106,7 @@ def parse_host_key(line: str) -> paramiko.PKey:
         raise InvalidHostKey("host key base64 does not decode") from exc
     try:
         key = paramiko.PKey.from_type_string(key_type, blob)
-    except Exception as exc:  # noqa: BLE001 - paramiko raises various types for bad blobs
+    except Exception as exc:
         raise InvalidHostKey(f"host key of type {key_type!r} does not parse: {exc}") from exc
     if key.get_name() != key_type and not key_type.startswith(key.get_name()):
         # e.g. blob of one type labelled as another
@@ -192,17 +193,13 @@ class _Session:
 
     def _expire(self) -> None:
         self.expired = True
-        try:
+        with contextlib.suppress(Exception):
             self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def close(self) -> None:
         self._watchdog.cancel()
-        try:
+        with contextlib.suppress(Exception):
             self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _typed(key: paramiko.PKey) -> tuple[str, paramiko.PKey]:
@@ -256,10 +253,8 @@ def _upload_one(session: _Session, local: Path, name: str) -> int:
         renamed = True
     finally:
         if not renamed:
-            try:
+            with contextlib.suppress(Exception):  # connection may be gone; next run overwrites it
                 sftp.remove(tmp)
-            except Exception:  # noqa: BLE001 - connection may be gone; next run overwrites it
-                pass
     return size
 
 
@@ -313,7 +308,7 @@ def upload_files(
                 per_file_attempts = 0
                 log.info("SFTP uploaded %s (%d bytes) to %s:%s", name, size, target.host, target.port)
                 index += 1
-        except BaseException as exc:  # noqa: BLE001 - classified below
+        except BaseException as exc:
             expired = session is not None and session.expired
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

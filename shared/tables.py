@@ -20,8 +20,9 @@ import contextlib
 import json
 import re
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from shared import lifecycle
 
@@ -81,14 +82,14 @@ def encode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key in ("PartitionKey", "RowKey"):
             out[key] = escape_key(value)
-        elif isinstance(value, bool) or isinstance(value, (str, float, bytes)):
+        elif isinstance(value, (bool, str, float, bytes)):
             out[key] = value
         elif isinstance(value, int):
             out[key] = value if value in _INT32 else EntityProperty(value, EdmType.INT64)
         elif isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime in property {key!r}: use timezone-aware UTC")
-            out[key] = value.astimezone(timezone.utc)
+            out[key] = value.astimezone(UTC)
         elif isinstance(value, (dict, list, tuple)):
             out[key + JSON_SUFFIX] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
         else:
@@ -111,7 +112,7 @@ def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = int(v) if str(value.edm_type).endswith("INT64") or getattr(value.edm_type, "value", "") == "Edm.Int64" else v
         elif isinstance(value, datetime):
             out[key] = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                                value.microsecond, tzinfo=timezone.utc)
+                                value.microsecond, tzinfo=UTC)
         else:
             out[key] = value
     meta = getattr(entity, "metadata", None) or {}
@@ -182,7 +183,7 @@ def _decode_continuation(token: str | None) -> Any:
     except (ValueError, UnicodeDecodeError):
         raise ValueError("invalid continuation token") from None
     if not isinstance(value, dict):
-        raise ValueError("invalid continuation token")
+        raise ValueError("invalid continuation token")  # noqa: TRY004 - a bad value from the caller
     return value
 
 
@@ -344,7 +345,7 @@ class Table:
         raise StorageError(what)
 
 
-_PART_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.M)
+_PART_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ERROR_CODE = re.compile(rb'"code"\s*:\s*"([A-Za-z]+)"')
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 SFTP_PASSWORD = "Sftp-pass-for-tests-9"
 ORGNR = "802000-0009"  # Luhn-valid organisationsnummer (fictitious)
@@ -38,7 +38,7 @@ def person(ext: str, *, year: int = 2012, serial: int = 1, female: bool = False,
 
 def activity(aid: str, participants: list[str], *, leader: str | None = None, start: datetime | None = None,
              minutes: int = 90, type_id: int = 1, sport: int = 7) -> dict:
-    start = start or datetime.now(timezone.utc).replace(microsecond=0, second=0, minute=0) - timedelta(days=1)
+    start = start or datetime.now(UTC).replace(microsecond=0, second=0, minute=0) - timedelta(days=1)
     parts = [{"personId": p} for p in participants]
     if leader:
         parts.append({"personId": leader, "leader": True})

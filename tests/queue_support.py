@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
 EVENTS = Path(__file__).parent / "events" / "queue"
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def load(name: str) -> Any:
@@ -62,7 +62,7 @@ def projection_snapshot(store: Any, tables: list[str]) -> dict[str, dict]:
     return out
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -309,9 +309,7 @@ def test_deployed_code_never_imports_devtools() -> None:
 def _env_reads(path: str) -> list[int]:
     lines = []
     for node in ast.walk(tree_of(path)):
-        if isinstance(node, ast.Attribute) and _dotted(node) in ("os.environ", "os.getenv", "os.environb"):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+        if isinstance(node, ast.Attribute) and _dotted(node) in ("os.environ", "os.getenv", "os.environb") or isinstance(node, ast.ImportFrom) and node.module == "os" and any(
             a.name in ("environ", "getenv", "environb") for a in node.names
         ):
             lines.append(node.lineno)

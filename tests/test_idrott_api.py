@@ -13,7 +13,6 @@ from tests.idrott_support import (
     activity,
     club_body,
     person,
-    pnr,
     sftp_server,
     xml_files,
 )

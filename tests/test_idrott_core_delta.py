@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -10,7 +10,6 @@ from shared.idrott.delta import StoredRecord, content_hash, export_marker, lok_p
 from shared.idrott.models import Activity
 
 TODAY = date(2024, 5, 20)
-UTC = timezone.utc
 
 
 def P(key, h="h1", exported=None, tomb=False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from tests.test_idrott_core_personnummer import pnr
 TODAY = date(2024, 5, 20)
 MALE = pnr("20100315", "231")
 FEMALE = pnr("20100315", "242")
-T0 = datetime(2024, 3, 1, 17, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 17, 0, tzinfo=UTC)
 
 
 def person(**over):

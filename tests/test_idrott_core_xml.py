@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from shared.idrott import elements as E
@@ -43,7 +44,7 @@ HEADER = RunHeader(
     created_at=datetime(2024, 3, 1, 3, 0, 5, tzinfo=timezone(timedelta(hours=1))),
     export_contacts=False,
 )
-T0 = datetime(2024, 3, 4, 17, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 4, 17, 0, tzinfo=UTC)
 
 
 def mk_person(i: int, *, active: bool = True, name: str = "Anna") -> PersonRecord:
@@ -145,7 +146,7 @@ def test_single_file_shape_exactly_as_reference():
 
 def test_contact_only_when_club_exports_contacts():
     h = RunHeader(**{**{f: getattr(HEADER, f) for f in HEADER.__slots__}, "export_contacts": True})
-    infos, files = run([mk_person(1)], [], header=h)
+    _infos, files = run([mk_person(1)], [], header=h)
     c = etree.fromstring(files[1]).find("Persons/Person/Contact")
     assert [(x.tag, x.text) for x in c] == [("Email", "p1@example.se"), ("City", "Umeå")]
     validate_file(files[1])
@@ -155,7 +156,7 @@ def test_member_who_left_is_inactive_not_deleted():
     p = Person.model_validate({"externalId": "p9", "personnummer": pnr("20100315", "242"), "firstName": "A",
                                "lastName": "B", "gender": "female", "sports": [{"sportId": 10}, {"sportId": 11}]})
     rec = PersonRecord.from_model(p, left=True)
-    infos, files = run([rec], [])
+    _infos, files = run([rec], [])
     root = etree.fromstring(files[1])
     assert [s.text for s in root.iterfind(".//Sport/IsActive")] == ["false", "false"]
     assert root.findtext(".//PersonalIdentityNumber") == p.personnummer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_delta_sends_only_change_with_referenced_persons(srv):
     rec.upsert_activities([Activity.model_validate(activity("a2", ["p0", "p2"], leader="lead"))])
     r = export.export_club(club)
     assert (r.status, r.persons, r.activities) == ("succeeded", 0, 1)
-    text = sorted(srv.root.glob("*.xml"))[-1].read_text()
+    text = max(srv.root.glob("*.xml")).read_text()
     assert text.count("<Person>") == 3 and "<ActivityId>a2</ActivityId>" in text
 
 
@@ -218,10 +219,10 @@ def test_lock_expiry_and_takeover(storage):
     assert not ok and holder.owner == "run-a"
     state = storage.table(export.STATE_TABLE)
     row = state.get("c9", "lock")
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     state.upsert({**{k: v for k, v in row.items() if not k.startswith("_")},
-                  "expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)}, replace=True)
+                  "expires_at": datetime.now(UTC) - timedelta(seconds=1)}, replace=True)
     ok, _ = export.acquire_lock("c9", "run-b", 60)
     assert ok
     export.release_lock("c9", "run-a")  # not the owner: no effect

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -54,7 +54,7 @@ def test_many_markers_use_range_scan(rec, monkeypatch):
 
 def test_full_load_limits_activities_to_lok_period(rec):
     rec.upsert_persons(_persons(3))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     old = now - timedelta(days=400)
     rec.upsert_activities([Activity.model_validate(activity("now", ["p0", "p1"], start=now - timedelta(hours=3))),
                            Activity.model_validate(activity("old", ["p2"], start=old))])

@@ -70,7 +70,7 @@ def test_deployment_container_is_private_and_used_by_flex():
 
 # --- key vault -------------------------------------------------------------------------------------
 def test_key_vault_is_rbac_mode_with_purge_protection():
-    path, cfg = one("Microsoft.KeyVault/vaults")
+    _path, cfg = one("Microsoft.KeyVault/vaults")
     props = cfg["properties"]
     assert props["enableRbacAuthorization"] is True
     assert "accessPolicies" not in props, "RBAC mode: no access policies"

@@ -21,7 +21,7 @@ JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1bmlxdWVfbmFtZSI6IkhpdGVzaFBhcnQ
 
 @pytest.mark.parametrize("text,secret", [
     (f"token={JWT}", JWT),
-    (f"Authorization: Bearer abc.def-123", "abc.def-123"),
+    ("Authorization: Bearer abc.def-123", "abc.def-123"),
     ("Ocp-Apim-Subscription-Key: 0123456789abcdef", "0123456789abcdef"),
     ("conn AccountKey=Zm9vYmFyYmF6cXV4;EndpointSuffix=x", "Zm9vYmFyYmF6cXV4"),
     ("Endpoint=sb://x/;SharedAccessKeyName=r;SharedAccessKey=c2VjcmV0c2VjcmV0", "c2VjcmV0c2VjcmV0"),

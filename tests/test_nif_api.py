@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from shared.nif import lenient_json
 
 KEY = "api-test-subscription-key-42"
 EVENTS = Path(__file__).parent / "events" / "nif"
-SEED_DAY = datetime(2019, 8, 27, 10, 0, tzinfo=timezone.utc)
+SEED_DAY = datetime(2019, 8, 27, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def nif(storage, env, sandbox):
 @pytest.fixture
 def seed_day(monkeypatch, sandbox):
     """Freeze both sides' clocks on the seed example's date (2019-08-27)."""
-    import shared.nif.api as api
+    from shared.nif import api
 
     monkeypatch.setattr(api, "clock", lambda: SEED_DAY)
     sandbox._clock = lambda: SEED_DAY
@@ -50,7 +50,7 @@ def seed(name: str) -> Any:
 
 
 def this_year_request(person: dict | None = None) -> dict[str, Any]:
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     start = today.replace(month=1, day=1).isoformat() if today.month > 1 or today.day > 1 else today.isoformat()
     end = (today.replace(year=today.year + 1, month=1, day=1)).isoformat()
     return {
@@ -113,7 +113,7 @@ def test_seed_request_is_1007_today(host, nif) -> None:
 
 
 def test_expired_after_24_hours(host, nif, seed_day, monkeypatch) -> None:
-    import shared.nif.api as api
+    from shared.nif import api
 
     trace = body(post(host, 19428, seed("membership_request.txt")))["traceId"]
     monkeypatch.setattr(api, "clock", lambda: SEED_DAY + timedelta(hours=24, seconds=1))

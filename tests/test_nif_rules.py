@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -174,7 +174,7 @@ def test_current_year_boundaries_accepted() -> None:
 
 def test_current_year_is_evaluated_in_local_timezone() -> None:
     # 23:30 UTC on New Year's Eve is already 1 January in Oslo.
-    now = datetime(2025, 12, 31, 23, 30, tzinfo=timezone.utc)
+    now = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
     assert rules.local_today(now, "Europe/Oslo") == date(2026, 1, 1)
     assert rules.local_today(now, "UTC") == date(2025, 12, 31)
 

@@ -60,7 +60,7 @@ def test_token_requires_subscription_key(http, sb) -> None:
 def test_token_is_hs256_with_club_claim_and_one_hour(http, sb) -> None:
     token = http.get("auth/token/19428", headers={"Ocp-Apim-Subscription-Key": KEY}).json()["token"]
     head, body, sig = token.split(".")
-    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+    pad = lambda s: s + "=" * (-len(s) % 4)
     assert json.loads(base64.urlsafe_b64decode(pad(head)))["alg"] == "HS256"
     claims = json.loads(base64.urlsafe_b64decode(pad(body)))
     assert claims["ClubId"] == "19428" and claims["exp"] - claims["iat"] == 3600
@@ -128,13 +128,13 @@ def test_club_level_new_person_pending_then_completed_with_outbox(http, sb) -> N
     res = add(http, sb, new_person())
     out = res.json()
     assert res.status_code == 200 and out["membershipId"] == 0 and out["traceId"]
-    ver = next(v for v in http.get(sb.base_url + f"/_sandbox/verifications").json() if v["traceId"] == out["traceId"])
+    ver = next(v for v in http.get(sb.base_url + "/_sandbox/verifications").json() if v["traceId"] == out["traceId"])
     assert (ver["case"], ver["link"], ver["otp"]) == (6, True, True)
-    assert http.get(sb.base_url + f"/_sandbox/outbox").json() == []
+    assert http.get(sb.base_url + "/_sandbox/outbox").json() == []
 
     done = http.post(sb.base_url + f"/_sandbox/verifications/{out['traceId'].lower()}/complete").json()
     assert done["membershipId"] > 0 and done["personId"] == out["personId"]
-    msgs = http.get(sb.base_url + f"/_sandbox/outbox").json()
+    msgs = http.get(sb.base_url + "/_sandbox/outbox").json()
     kinds = [(m["applicationProperties"]["EntityName"], m["applicationProperties"]["ChangeType"]) for m in msgs]
     assert kinds == [("TpPerson", 9), ("TpPerson", 1), ("TpMembership", 9), ("TpMembership", 1),
                      ("TpActiveMembership", 9), ("TpActiveMembership", 1)]
@@ -142,20 +142,20 @@ def test_club_level_new_person_pending_then_completed_with_outbox(http, sb) -> N
     assert all(m["body"]["traceId"] == out["traceId"] for m in msgs)
     assert msgs[3]["applicationProperties"]["ObjectId"] == done["membershipId"]
     assert set(msgs[0]) == {"messageId", "sequenceNumber", "enqueuedTimeUtc", "applicationProperties", "body"}
-    after = http.get(sb.base_url + f"/_sandbox/outbox", params={"after": msgs[3]["sequenceNumber"]}).json()
+    after = http.get(sb.base_url + "/_sandbox/outbox", params={"after": msgs[3]["sequenceNumber"]}).json()
     assert [m["sequenceNumber"] for m in after] == [m["sequenceNumber"] for m in msgs[4:]]
     # completing twice changes nothing
     http.post(sb.base_url + f"/_sandbox/verifications/{out['traceId']}/complete")
-    assert len(http.get(sb.base_url + f"/_sandbox/outbox").json()) == 6
+    assert len(http.get(sb.base_url + "/_sandbox/outbox").json()) == 6
 
 
 def test_validated_person_gets_no_trace_id(http, sb) -> None:
     out = add(http, sb, {"personId": 8756935}).json()
     assert out["traceId"] is None and out["membershipId"] == 0
-    ver = next(v for v in http.get(sb.base_url + f"/_sandbox/verifications").json() if v["personId"] == 8756935)
+    ver = next(v for v in http.get(sb.base_url + "/_sandbox/verifications").json() if v["personId"] == 8756935)
     assert (ver["case"], ver["otp"]) == (8, False)
     http.post(sb.base_url + f"/_sandbox/verifications/{ver['id']}/complete")
-    msgs = http.get(sb.base_url + f"/_sandbox/outbox").json()
+    msgs = http.get(sb.base_url + "/_sandbox/outbox").json()
     assert [m["applicationProperties"]["EntityName"] for m in msgs[::2]] == ["TpMembership", "TpActiveMembership"]
     assert all(m["body"]["traceId"] is None for m in msgs)
 
@@ -171,7 +171,7 @@ def test_branch_only_needs_a_club_membership(http, sb) -> None:
 
 def test_foreign_new_person_gets_no_otp(http, sb) -> None:
     add(http, sb, new_person(nationality=1500159))
-    assert [(v["case"], v["otp"]) for v in http.get(sb.base_url + f"/_sandbox/verifications").json()] == [(7, False)]
+    assert [(v["case"], v["otp"]) for v in http.get(sb.base_url + "/_sandbox/verifications").json()] == [(7, False)]
 
 
 def test_search_finds_existing_person(http, sb) -> None:
@@ -184,4 +184,4 @@ def test_search_finds_existing_person(http, sb) -> None:
 
 
 def test_unknown_verification_is_404(http, sb) -> None:
-    assert http.post(sb.base_url + f"/_sandbox/verifications/nope/complete").status_code == 404
+    assert http.post(sb.base_url + "/_sandbox/verifications/nope/complete").status_code == 404

@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from shared.nif.queue.envelope import (ChangeType, KNOWN_ENTITIES, PoisonMessage, RawMessage, normalise_entity_name,
-                                       parse_envelope, raw_from_functions)
+from shared.nif.queue.envelope import (
+    KNOWN_ENTITIES,
+    ChangeType,
+    PoisonMessage,
+    RawMessage,
+    normalise_entity_name,
+    parse_envelope,
+    raw_from_functions,
+)
 from shared.nif.queue.journal import CHUNK, IN_ROW_CHUNKS, TEXT_CHUNK, journal_rows, raw_from_journal
 from tests.queue_support import load, sb_message
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -68,7 +68,7 @@ def broker_messages(draw: st.DrawFn) -> list[BrokerMessage]:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _as_delivered(m: BrokerMessage, *, aligned_ids: bool, aligned_types: bool) -> RawMessage:

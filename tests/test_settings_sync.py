@@ -141,7 +141,7 @@ def _bicep_literal_values() -> dict[str, str]:
         if isinstance(raw, dict) and raw.get("function", {}).get("type") == "string":
             raw = raw["function"]["parameters"]["value_to_convert"]  # string(intParam)
         value = ic.resolve(MAIN_BICEP, raw)
-        if isinstance(value, ic.Identifier) or isinstance(value, dict):
+        if isinstance(value, (ic.Identifier, dict)):
             continue
         if isinstance(value, str) and "${" in value:
             continue  # interpolation (Key Vault references are checked separately)

@@ -13,7 +13,7 @@ from devtools import settings_table
 from devtools.infra_check import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
-BLOCK = re.compile(re.escape(settings_table.START) + r"\n(.*?)\n" + re.escape(settings_table.END), re.S)
+BLOCK = re.compile(re.escape(settings_table.START) + r"\n(.*?)\n" + re.escape(settings_table.END), re.DOTALL)
 
 
 def test_the_deploy_doc_carries_the_table():

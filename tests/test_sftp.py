@@ -37,8 +37,8 @@ def server(tmp_path):
 
 
 def _target(srv: SftpServer, **kw) -> sftp.SftpTarget:
-    base = dict(host="127.0.0.1", port=srv.port, username=srv.username, host_key=srv.host_key_line,
-                password_secret="sftp-password-test")
+    base = {"host": "127.0.0.1", "port": srv.port, "username": srv.username, "host_key": srv.host_key_line,
+                "password_secret": "sftp-password-test"}
     base.update(kw)
     return sftp.SftpTarget(**base)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -53,7 +53,7 @@ def _dotnet_json(value: Any) -> Any:
 def dotnet_datetime(value: datetime) -> str:
     """A UTC ``DateTime`` as the host serialises it into trigger metadata: ISO 8601, no offset."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds").rstrip("0").rstrip(".")
 
 
@@ -132,7 +132,7 @@ class BrokerMessage:
     body: bytes
     sequence_number: int
     message_id: str = ""
-    enqueued_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    enqueued_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     delivery_count: int = 1
     application_properties: dict[str, Any] = field(default_factory=dict)
     content_type: str | None = None
@@ -195,7 +195,7 @@ def service_bus_batch(protos: Any, arg_name: str, messages: list[BrokerMessage],
 def timer_info(protos: Any, arg_name: str, *, past_due: bool, last: datetime | None = None,
                next_: datetime | None = None) -> list[Any]:
     """``TimerInfo`` as the timer extension serialises it."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     info = {
         "Schedule": {"AdjustForDST": True},
         "ScheduleStatus": {"Last": (last or now - timedelta(days=1)).isoformat(),

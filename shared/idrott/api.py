@@ -113,7 +113,8 @@ def _duplicates(valid: list[tuple[int, Any]], attr: str, json_name: str) -> tupl
 
 # ---- club registry (admin) -------------------------------------------------------------------
 def put_club(req: ApiRequest) -> ApiResponse:
-    from shared.clubs import ClubIn, put_club as store_club
+    from shared.clubs import ClubIn
+    from shared.clubs import put_club as store_club
 
     club_id = _club_id(req)
     data = req.json_body(ClubIn)

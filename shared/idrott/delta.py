@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Iterable, Literal
+from datetime import UTC, date, datetime
+from typing import Any, Literal
 
 __all__ = [
-    "StoredRecord",
     "Selection",
+    "StoredRecord",
     "content_hash",
     "export_marker",
-    "select_changes",
     "lok_period",
+    "select_changes",
 ]
 
 _TOMBSTONE_PREFIX = "deleted:"
@@ -63,7 +64,7 @@ def _canonical(v: Any) -> Any:
     if isinstance(v, datetime):
         if v.tzinfo is None:
             raise ValueError("content_hash: naive datetime")
-        return v.astimezone(timezone.utc).isoformat()
+        return v.astimezone(UTC).isoformat()
     if isinstance(v, date):
         return v.isoformat()
     return v

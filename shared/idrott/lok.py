@@ -28,8 +28,9 @@ Europe/Stockholm time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from shared.idrott.elements import MEETING_TYPES
 
@@ -94,10 +95,10 @@ def prognose(
         failures: list[dict[str, str]] = []
         excluded: list[dict[str, str]] = []
 
-        def fail(rule: str, message: str) -> None:
+        def fail(rule: str, message: str, failures: list[dict[str, str]] = failures) -> None:
             failures.append({"rule": rule, "message": message})
 
-        def exclude(pid: str, rule: str, message: str) -> None:
+        def exclude(pid: str, rule: str, message: str, excluded: list[dict[str, str]] = excluded) -> None:
             excluded.append({"personId": pid, "rule": rule, "message": message})
 
         if a.type_id in MEETING_TYPES:

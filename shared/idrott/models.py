@@ -12,8 +12,9 @@ fixes "today" for the century of 10-digit personnummer (tests).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Annotated, Any, Iterable, Literal, Sequence, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -38,15 +39,15 @@ from shared.idrott.personnummer import (
 )
 
 __all__ = [
-    "Person",
-    "Contact",
-    "SportMembership",
-    "Participant",
     "Activity",
+    "BulkError",
     "ClubExportInfo",
+    "Contact",
+    "Participant",
+    "Person",
+    "SportMembership",
     "check_participants_resolve",
     "validate_bulk",
-    "BulkError",
 ]
 
 # Characters XML 1.0 cannot carry (lxml refuses them): control characters except TAB/LF/CR,
@@ -264,7 +265,7 @@ def _loc(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def validate_bulk(
+def validate_bulk[M: BaseModel](
     model: type[M], items: Sequence[Any], *, today: date | None = None
 ) -> tuple[list[tuple[int, M]], list[BulkError]]:
     """Validate each item; return ``(valid [(index, model)], errors [(index, path, message)])``.

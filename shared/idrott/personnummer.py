@@ -26,14 +26,14 @@ from datetime import date
 from typing import Literal
 
 __all__ = [
+    "NORMALIZED_RE",
     "InvalidPersonnummer",
-    "normalize_personnummer",
-    "gender_from_personnummer",
     "birth_date_from_personnummer",
+    "gender_from_personnummer",
     "is_samordningsnummer",
     "luhn_check_digit",
     "luhn_valid",
-    "NORMALIZED_RE",
+    "normalize_personnummer",
 ]
 
 MIN_YEAR = 1800

@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.idrott.models import Activity, Person
@@ -47,7 +47,7 @@ POINT_READ_LIMIT = 200
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def content_hash(payload: dict) -> str:
@@ -222,7 +222,7 @@ class ClubRecords:
             data = act.model_dump(mode="json", by_alias=True, exclude_none=True)
             h = content_hash(data)
             rec = {"PartitionKey": self.club_id, "RowKey": A + act.activity_id, **_split(json.dumps(data)),
-                   "hash": h, "deleted": False, "start_time": act.start_time.astimezone(timezone.utc),
+                   "hash": h, "deleted": False, "start_time": act.start_time.astimezone(UTC),
                    "updated_at": _now()}
             ops += self._ops(A, act.activity_id, rec, h)
         if ops:
@@ -318,8 +318,8 @@ class ClubRecords:
         sel.markers = [(m["RowKey"], m["_etag"]) for m in markers]
         if full_load:
             first, last = lok_period(today)
-            lo = datetime(first.year, first.month, first.day, tzinfo=timezone.utc) - timedelta(days=1)
-            hi = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=2)
+            lo = datetime(first.year, first.month, first.day, tzinfo=UTC) - timedelta(days=1)
+            hi = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=2)
             persons = {p.external_id: p for p in self.all_persons()}
             activities = list(self.all_activities(lo, hi))
         else:

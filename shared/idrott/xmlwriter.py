@@ -25,14 +25,16 @@ lxml is imported inside the functions (cold start).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Mapping, Protocol, Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.idrott import elements as E
 
@@ -43,14 +45,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.idrott.models import Activity, ClubExportInfo, Person
 
 __all__ = [
+    "ActivityRecord",
+    "ContactRecord",
+    "FileInfo",
+    "ParticipantRecord",
+    "PersonRecord",
+    "RecordTooLarge",
     "RunHeader",
     "SportRecord",
-    "ContactRecord",
-    "PersonRecord",
-    "ParticipantRecord",
-    "ActivityRecord",
-    "FileInfo",
-    "RecordTooLarge",
     "UnresolvedParticipant",
     "file_name",
     "format_datetime",
@@ -58,7 +60,7 @@ __all__ = [
     "write_run_to_dir",
 ]
 
-_UTC = timezone.utc
+_UTC = UTC
 _PLACEHOLDER_COUNT = 999_999  # widest FileSequence/FileCount we reserve room for
 _COPY_CHUNK = 1 << 20
 
@@ -115,7 +117,7 @@ class PersonRecord:
     changed_at: datetime | None = None
 
     @classmethod
-    def from_model(cls, p: "Person", *, left: bool = False) -> "PersonRecord":
+    def from_model(cls, p: Person, *, left: bool = False) -> PersonRecord:
         """From a validated :class:`Person`; ``left=True`` (member left the club) exports every
         sport with ``IsActive=false``."""
         c = p.contact
@@ -156,11 +158,11 @@ class ActivityRecord:
     deleted: bool = False  # exported as OptionType=Delete with ActivityId + OrganisationNumber only
 
     @classmethod
-    def delete(cls, activity_id: str) -> "ActivityRecord":
+    def delete(cls, activity_id: str) -> ActivityRecord:
         return cls(activity_id=activity_id, deleted=True)
 
     @classmethod
-    def from_model(cls, a: "Activity") -> "ActivityRecord":
+    def from_model(cls, a: Activity) -> ActivityRecord:
         return cls(
             activity_id=a.activity_id,
             type_id=a.type_id,
@@ -189,8 +191,8 @@ class RunHeader:
 
     @classmethod
     def for_club(
-        cls, club: "ClubExportInfo", *, batch_id: str | None = None, created_at: datetime | None = None
-    ) -> "RunHeader":
+        cls, club: ClubExportInfo, *, batch_id: str | None = None, created_at: datetime | None = None
+    ) -> RunHeader:
         return cls(
             application_id=club.application_id,
             organisation_guid=club.organisation_guid,
@@ -214,10 +216,6 @@ class FileInfo:
     activities: int  # Activity elements with OptionType=Insert
     deletes: int  # Activity elements with OptionType=Delete
     batch_id: str = ""
-
-
-class _PersonLike(Protocol):  # pragma: no cover - typing only
-    external_id: str
 
 
 PersonLookup = Callable[[str], Any] | Mapping[str, Any]
@@ -354,7 +352,7 @@ class _Plan:
 class _Section:
     """One xmlfile on a spool file, wrapping a file's Persons or Activities section."""
 
-    __slots__ = ("spool", "tag", "start", "_xf_cm", "_xf", "_el_cm")
+    __slots__ = ("_el_cm", "_xf", "_xf_cm", "spool", "start", "tag")
 
     def __init__(self, spool: BinaryIO, tag: str) -> None:
         self.spool = spool
@@ -535,11 +533,9 @@ def write_run(
                 finish_file()
         except BaseException:
             if state["plan"] is not None:
-                try:
+                with contextlib.suppress(Exception):  # already failing: the original error is raised
                     psec.close()
                     asec.close()
-                except Exception:  # pragma: no cover - already failing
-                    pass
             raise
 
         count = len(plans)
@@ -553,7 +549,7 @@ def _copy_range(spool: BinaryIO, rng: tuple[int, int], out: BinaryIO, h: Any) ->
     while left > 0:
         chunk = spool.read(min(_COPY_CHUNK, left))
         if not chunk:  # pragma: no cover
-            raise IOError("spool file ended early")
+            raise OSError("spool file ended early")
         out.write(chunk)
         h.update(chunk)
         left -= len(chunk)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.idrott import elements as E
+from shared.lifecycle import on_reset
 
-__all__ = ["InvalidExportFile", "validate_file", "schema_path", "reset_schema_cache"]
+__all__ = ["InvalidExportFile", "reset_schema_cache", "schema_path", "validate_file"]
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "import_v1.xsd"
 
@@ -44,12 +45,7 @@ def reset_schema_cache() -> None:
     _schema.cache_clear()
 
 
-try:  # register with the process-state reset when the project's lifecycle module exists
-    from shared.lifecycle import on_reset as _on_reset
-
-    _on_reset(reset_schema_cache)
-except Exception:  # pragma: no cover - lifecycle not available in this checkout
-    pass
+on_reset(reset_schema_cache)
 
 
 def _parse(source: str | os.PathLike[str] | bytes) -> Any:

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from shared.http import ApiRequest
-from shared.problems import FieldError, Problem, bad_request, field_errors_from_pydantic, not_found, validation_problem
 from shared.nif import rules
 from shared.nif.errors import NifContractError, NifError, NifRejected, NifTimeout
 from shared.nif.models import INT32_MAX, MembershipRequest, MembershipRequestRecord, MembershipResult
+from shared.problems import FieldError, Problem, bad_request, field_errors_from_pydantic, not_found, validation_problem
 
 log = logging.getLogger("shared.nif.api")
 
 #: Injectable clock (tests freeze it): an aware UTC datetime.
-clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)  # noqa: E731
+clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
@@ -156,7 +157,7 @@ def add_membership(req: ApiRequest) -> Any:
             from shared.nif.requests import record_request
 
             record_request(club_id, body, nif, now=clock())
-        except Exception:  # noqa: BLE001 - NIF has accepted it: never turn that into an error
+        except Exception:
             log.exception("could not record membership request %s of club %s", nif.traceId, club_id)
         log.info("membership add for club %s: %s", club_id, result.status)
         return result

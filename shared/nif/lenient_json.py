@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["loads", "LenientJSONError"]
+__all__ = ["LenientJSONError", "loads"]
 
 _TABLE_RESIDUE = re.compile(r"[ \t]*\|[ \t]*$")
 _ELISION_LINE = re.compile(r"^\s*(\.\.\.|…)\s*$")

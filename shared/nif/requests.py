@@ -14,7 +14,7 @@ for a pending request older than 24 h.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.nif.models import MembershipRequest, NifMembershipResponse, membership_status
@@ -54,7 +54,7 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(timezone.utc)
+    return now if now is not None else datetime.now(UTC)
 
 
 def _table() -> Any:

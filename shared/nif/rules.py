@@ -34,21 +34,21 @@ a rule but no code ([I] in the reference). Violations are returned in a stable p
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Collection, Iterable
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from shared.nif.models import NORWAY_COUNTRY_ID, MembershipRequest, PersonIn
 
 __all__ = [
-    "Violation",
-    "validate_membership",
-    "primary_code",
-    "local_today",
+    "GENDER_IDS",
     "NIF_MESSAGES",
     "PRECEDENCE",
-    "GENDER_IDS",
+    "Violation",
+    "local_today",
+    "primary_code",
+    "validate_membership",
 ]
 
 GENDER_IDS = frozenset({1, 2, 5})
@@ -88,7 +88,7 @@ class Violation:
 def local_today(now: datetime, tz_name: str) -> date:
     """The calendar date of ``now`` in ``tz_name`` (NIF's "current year" is Norwegian time)."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return now.astimezone(ZoneInfo(tz_name)).date()
 
 

@@ -55,7 +55,7 @@ def drain(source: MessageSource, processor: Processor | None = None, *, max_mess
         for i, msg in enumerate(messages):
             try:
                 outcome = proc.process(raw_from_sdk(msg))
-            except Exception as exc:  # transient: leave it (and the rest) in the DLQ
+            except Exception as exc:  # noqa: BLE001 - transient: leave it (and the rest) in the DLQ
                 report.failed += 1
                 report.errors.append(type(exc).__name__)
                 log.warning("queue.drain_failed message_id=%s error=%s: message not applied, drain stopped",

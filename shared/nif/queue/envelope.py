@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from shared import jsonsafe
 
@@ -189,8 +190,8 @@ def version_of(raw: RawMessage) -> str:
     micros = 0
     if enq is not None:
         if enq.tzinfo is None:
-            enq = enq.replace(tzinfo=timezone.utc)
-        delta = enq - datetime(1970, 1, 1, tzinfo=timezone.utc)
+            enq = enq.replace(tzinfo=UTC)
+        delta = enq - datetime(1970, 1, 1, tzinfo=UTC)
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     seq = raw.sequence_number if raw.sequence_number is not None else 0
     return f"{micros:017d}.{seq:020d}"
@@ -275,13 +276,13 @@ def _aware(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 

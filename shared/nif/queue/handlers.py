@@ -9,7 +9,8 @@ quarantined and return normally so the host completes them.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from shared.nif.queue.envelope import raw_batch_from_functions, raw_from_functions
 from shared.nif.queue.processor import Outcome, get_processor

@@ -16,8 +16,9 @@ number), written before the journal row.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from shared.nif.queue.envelope import Envelope, PoisonMessage, RawMessage, parse_envelope
 
@@ -64,7 +65,7 @@ def journal_rows(raw: RawMessage, env: Envelope | None, poison: PoisonMessage | 
         "len": len(raw.body),
         "enc": encoding,
         "chunks": len(chunks),
-        "at": datetime.now(timezone.utc).isoformat(),
+        "at": datetime.now(UTC).isoformat(),
     }
     if raw.user_properties:
         meta["user"] = dict(raw.user_properties)

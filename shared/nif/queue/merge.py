@@ -42,7 +42,7 @@ class RowState:
     last_message_id: str | None = None
     merged_into: int | None = None  # survivor PersonId when this (membership) row ended by a merge
 
-    def copy(self) -> "RowState":
+    def copy(self) -> RowState:
         return copy.deepcopy(self)
 
     def comparable(self) -> dict[str, Any]:
@@ -69,8 +69,7 @@ def apply_change(state: RowState | None, env: Envelope) -> tuple[RowState, bool]
     changed = state is None
 
     for name, value in env.body.items():
-        if new.fv.get(name, "") < v:
-            if name not in new.data or new.data[name] != value or new.fv.get(name) != v:
+        if new.fv.get(name, "") < v and (name not in new.data or new.data[name] != value or new.fv.get(name) != v):
                 new.data[name] = copy.deepcopy(value)
                 new.fv[name] = v
                 changed = True

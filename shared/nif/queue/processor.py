@@ -30,9 +30,10 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from shared import lifecycle
 from shared.nif.queue import entities as E
@@ -614,7 +615,7 @@ class QueueProcessor:
         """Apply already-journaled messages (rebuild): no journal write, no confirmations."""
         envs = []
         for raw in raws:
-            env, poison = classify(raw)
+            env, _poison = classify(raw)
             if env is not None and (entities is None or env.entity in entities):
                 envs.append(env)
         if not envs:

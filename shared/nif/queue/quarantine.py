@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.nif.queue import entities as E
@@ -44,7 +44,7 @@ def replay(store: Any, processor: Any, ids: list[str] | None = None) -> dict[str
             counts["still_poison"] += 1
             continue
         q.upsert({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "Status": "replayed",
-                  "ReplayedUtc": datetime.now(timezone.utc), "ReplayStatus": outcome.status})
+                  "ReplayedUtc": datetime.now(UTC), "ReplayStatus": outcome.status})
         counts["replayed"] += 1
     return counts
 

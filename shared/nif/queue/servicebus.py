@@ -7,7 +7,8 @@ azure-servicebus (imported lazily); tests run it against ``devtools.fake_broker`
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 
 class MessageSource(Protocol):
