@@ -33,17 +33,31 @@ from shared.idrott.xmlwriter import (
 )
 
 T0 = datetime(2024, 3, 4, 16, tzinfo=UTC)
-HEADER = RunHeader("idrettsbro", "5a0b7e2c-1234-4abc-8def-0123456789ab", "802000-0009", "12345",
-                   "club-1", "bench-batch", datetime(2024, 3, 5, 2, tzinfo=UTC), export_contacts=True)
+HEADER = RunHeader(
+    "idrettsbro",
+    "5a0b7e2c-1234-4abc-8def-0123456789ab",
+    "802000-0009",
+    "12345",
+    "club-1",
+    "bench-batch",
+    datetime(2024, 3, 5, 2, tzinfo=UTC),
+    export_contacts=True,
+)
 MAX_BYTES = 10_000_000
 TEAM = 20
 
 
 def make_person(i: int) -> PersonRecord:
     return PersonRecord(
-        external_id=f"person-{i:07d}", first_name="Anna-Karin", last_name=f"Söderström{i}", gender="female",
-        birth_date=date(2008 + i % 10, 1 + i % 12, 1 + i % 28), sports=(SportRecord(10 + i % 3, i % 17 != 0),),
-        personnummer=None, nationality="NO", member_since=date(2020, 1, 1),
+        external_id=f"person-{i:07d}",
+        first_name="Anna-Karin",
+        last_name=f"Söderström{i}",
+        gender="female",
+        birth_date=date(2008 + i % 10, 1 + i % 12, 1 + i % 28),
+        sports=(SportRecord(10 + i % 3, i % 17 != 0),),
+        personnummer=None,
+        nationality="NO",
+        member_since=date(2020, 1, 1),
         contact=ContactRecord(email=f"p{i}@example.se", mobile_phone="+46701234567", city="Umeå"),
         changed_at=T0,
     )
@@ -54,8 +68,13 @@ def make_activity(i: int, n_persons: int) -> ActivityRecord:
     pids = [f"person-{team + (i + k) % TEAM:07d}" for k in range(5)]
     start = T0 + timedelta(days=i % 180, hours=i % 5)
     return ActivityRecord(
-        activity_id=f"act-{i:07d}", type_id=1, name="Träning P12", start_time=start,
-        end_time=start + timedelta(minutes=90), sport_id=10, venue_name="Sporthallen",
+        activity_id=f"act-{i:07d}",
+        type_id=1,
+        name="Träning P12",
+        start_time=start,
+        end_time=start + timedelta(minutes=90),
+        sport_id=10,
+        venue_name="Sporthallen",
         participants=tuple(ParticipantRecord(p, leader=(k == 0)) for k, p in enumerate(pids)),
     )
 
@@ -99,33 +118,53 @@ def bare_baseline_nested(persons, path: str) -> float:
     from lxml import etree
 
     t = time.perf_counter()
-    with open(path, "wb") as f, etree.xmlfile(f, encoding="utf-8") as xf, xf.element(
-        "Import", Version="1"), xf.element("Persons"):
-            for p in persons:
-                with xf.element("Person"):
-                    for tag, v in (("ExternalIdentification", p.external_id), ("OptionType", "Update"),
-                                   ("ChangeDate", "2024-03-04T16:00:00"), ("BirthDate", p.birth_date.isoformat()),
-                                   ("FirstName", p.first_name), ("LastName", p.last_name),
-                                   ("Gender", p.gender), ("Nationality", p.nationality)):
+    with (
+        open(path, "wb") as f,
+        etree.xmlfile(f, encoding="utf-8") as xf,
+        xf.element("Import", Version="1"),
+        xf.element("Persons"),
+    ):
+        for p in persons:
+            with xf.element("Person"):
+                for tag, v in (
+                    ("ExternalIdentification", p.external_id),
+                    ("OptionType", "Update"),
+                    ("ChangeDate", "2024-03-04T16:00:00"),
+                    ("BirthDate", p.birth_date.isoformat()),
+                    ("FirstName", p.first_name),
+                    ("LastName", p.last_name),
+                    ("Gender", p.gender),
+                    ("Nationality", p.nationality),
+                ):
+                    with xf.element(tag):
+                        xf.write(v)
+                with xf.element("Contact"):
+                    for tag, v in (
+                        ("Email", p.contact.email),
+                        ("MobilePhone", p.contact.mobile_phone),
+                        ("City", p.contact.city),
+                    ):
                         with xf.element(tag):
                             xf.write(v)
-                    with xf.element("Contact"):
-                        for tag, v in (("Email", p.contact.email), ("MobilePhone", p.contact.mobile_phone),
-                                       ("City", p.contact.city)):
-                            with xf.element(tag):
-                                xf.write(v)
-                    with xf.element("Organisations"), xf.element("Organisation"):
-                        for tag, v in (("OptionType", "Update"), ("ExternalOrganisationIdentification", "club-1"),
-                                       ("OrganisationIdentityNumber", "802000-0009"), ("MemberSince", "2020-01-01")):
-                            with xf.element(tag):
-                                xf.write(v)
-                        with xf.element("Sports"):
-                            for s in p.sports:
-                                with xf.element("Sport"):
-                                    for tag, v in (("OptionType", "Update"), ("SportID", str(s.sport_id)),
-                                                   ("IsActive", "true" if s.is_active else "false")):
-                                        with xf.element(tag):
-                                            xf.write(v)
+                with xf.element("Organisations"), xf.element("Organisation"):
+                    for tag, v in (
+                        ("OptionType", "Update"),
+                        ("ExternalOrganisationIdentification", "club-1"),
+                        ("OrganisationIdentityNumber", "802000-0009"),
+                        ("MemberSince", "2020-01-01"),
+                    ):
+                        with xf.element(tag):
+                            xf.write(v)
+                    with xf.element("Sports"):
+                        for s in p.sports:
+                            with xf.element("Sport"):
+                                for tag, v in (
+                                    ("OptionType", "Update"),
+                                    ("SportID", str(s.sport_id)),
+                                    ("IsActive", "true" if s.is_active else "false"),
+                                ):
+                                    with xf.element(tag):
+                                        xf.write(v)
     return time.perf_counter() - t
 
 
@@ -146,8 +185,15 @@ def throughput(n: int = 100_000) -> None:
                 return open(os.path.join(d, f"ours-{r}-{seq}.xml"), "wb")
 
             t = time.perf_counter()
-            infos = write_run(HEADER, persons, activities, max_file_bytes=MAX_BYTES, open_file=open_file,
-                              person_lookup=lookup, temp_dir=d)
+            infos = write_run(
+                HEADER,
+                persons,
+                activities,
+                max_file_bytes=MAX_BYTES,
+                open_file=open_file,
+                person_lookup=lookup,
+                temp_dir=d,
+            )
             el = time.perf_counter() - t
             best_ours = el if best_ours is None else min(best_ours, el)
             for f in os.listdir(d):
@@ -155,11 +201,15 @@ def throughput(n: int = 100_000) -> None:
                     os.remove(os.path.join(d, f))
     person_elems = sum(i.persons for i in infos)
     print(f"throughput: {n} persons + {len(activities)} activities")
-    print(f"  bare xmlfile loop (one file)   : {bare_size / 1e6:7.1f} MB in {best_bare:6.2f} s"
-          f" = {n / best_bare:9.0f} persons/s (persons+activities pass)")
-    print(f"  write_run (10 MB split)        : {sum(i.size for i in infos) / 1e6:7.1f} MB in {best_ours:6.2f} s"
-          f" = {n / best_ours:9.0f} persons/s; {len(infos)} files, {person_elems} Person elements"
-          f" ({person_elems - n} repeated for self-contained files)")
+    print(
+        f"  bare xmlfile loop (one file)   : {bare_size / 1e6:7.1f} MB in {best_bare:6.2f} s"
+        f" = {n / best_bare:9.0f} persons/s (persons+activities pass)"
+    )
+    print(
+        f"  write_run (10 MB split)        : {sum(i.size for i in infos) / 1e6:7.1f} MB in {best_ours:6.2f} s"
+        f" = {n / best_ours:9.0f} persons/s; {len(infos)} files, {person_elems} Person elements"
+        f" ({person_elems - n} repeated for self-contained files)"
+    )
     print(f"  ratio write_run / bare         : {best_bare / best_ours:.2f}  (target >= 0.5)")
     print(f"  (info) bare nested xf.element persons-only loop: {n / nested:9.0f} persons/s")
 
@@ -167,15 +217,22 @@ def throughput(n: int = 100_000) -> None:
 def rss_child(n: int) -> None:
     lookup = Lookup()
     with tempfile.TemporaryDirectory() as d:
-        infos = write_run(HEADER, (make_person(i) for i in range(n)), ordered_activities(n),
-                          max_file_bytes=MAX_BYTES, open_file=lambda s: open(os.path.join(d, f"{s}.xml"), "wb"),  # noqa: SIM115 - write_run closes it
-                          person_lookup=lookup, temp_dir=d)
+        infos = write_run(
+            HEADER,
+            (make_person(i) for i in range(n)),
+            ordered_activities(n),
+            max_file_bytes=MAX_BYTES,
+            open_file=lambda s: open(os.path.join(d, f"{s}.xml"), "wb"),  # noqa: SIM115 - write_run closes it
+            person_lookup=lookup,
+            temp_dir=d,
+        )
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(infos), sum(i.size for i in infos))
 
 
 def rss(n: int) -> tuple[int, int, int]:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_export", "--rss-child", str(n)],
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_export", "--rss-child", str(n)], check=True, capture_output=True, text=True
+    ).stdout.split()
     return int(out[0]), int(out[1]), int(out[2])
 
 

@@ -49,10 +49,20 @@ CLUBS = list(range(700001, 700006))
 def _request(i: int) -> dict[str, Any]:
     start = date.today().replace(month=1, day=1).isoformat()
     return {
-        "startDate": start, "isClubLevel": True,
-        "person": {"firstName": f"B{i}", "lastName": "Bench", "birthDate": "1990-01-01", "postCode": "0150",
-                   "email": f"b{i}@example.com", "mobilePhone": "90909091", "countryCode": "+47", "genderId": 2,
-                   "countryId": 1500152, "nationalityId": 1500152},
+        "startDate": start,
+        "isClubLevel": True,
+        "person": {
+            "firstName": f"B{i}",
+            "lastName": "Bench",
+            "birthDate": "1990-01-01",
+            "postCode": "0150",
+            "email": f"b{i}@example.com",
+            "mobilePhone": "90909091",
+            "countryCode": "+47",
+            "genderId": 2,
+            "countryId": 1500152,
+            "nationalityId": 1500152,
+        },
         "sports": [{"branchId": 827527, "sportId": 220, "startDate": start}],
     }
 
@@ -89,8 +99,14 @@ class _Sections:
         return self.last.pop(label, 0.0)
 
 
-def _compare(label: str, n: int, via_function: Callable[[int], None], via_httpx: Callable[[int], None],
-             sections: _Sections, offset: int) -> dict[str, list[float]]:
+def _compare(
+    label: str,
+    n: int,
+    via_function: Callable[[int], None],
+    via_httpx: Callable[[int], None],
+    sections: _Sections,
+    offset: int,
+) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"function": [], "httpx": [], "record": [], "nif": [], "bare": []}
     for i in range(n):  # interleaved, so drift hits both alike
         sections.last.clear()
@@ -106,15 +122,22 @@ def _compare(label: str, n: int, via_function: Callable[[int], None], via_httpx:
         via_httpx(offset + i)
         samples["httpx"].append(time.perf_counter() - t0)
     f, h, r, nf, b = (_ms(samples[k]) for k in ("function", "httpx", "record", "nif", "bare"))
-    wrapper = statistics.median(t - rec - nc for t, rec, nc in zip(samples["function"], samples["record"],
-                                                                      samples["nif"])) * 1000
+    wrapper = (
+        statistics.median(t - rec - nc for t, rec, nc in zip(samples["function"], samples["record"], samples["nif"]))
+        * 1000
+    )
     print(f"{label}")
-    print(f"  membership add p50: function {f:.2f} ms, direct httpx {h:.2f} ms -> ratio {f / h:.2f} "
-          f"({_verdict(f / h)})")
-    print(f"  breakdown (p50 of each section, same calls): Table Storage record {r:.2f} ms, "
-          f"NIF call {nf:.2f} ms, wrapper's own code {wrapper:.2f} ms")
-    print(f"  function without the record write: {b:.2f} ms -> ratio {b / h:.2f} vs direct "
-          f"({'within' if b / h <= TARGET else 'above'} {TARGET})")
+    print(
+        f"  membership add p50: function {f:.2f} ms, direct httpx {h:.2f} ms -> ratio {f / h:.2f} ({_verdict(f / h)})"
+    )
+    print(
+        f"  breakdown (p50 of each section, same calls): Table Storage record {r:.2f} ms, "
+        f"NIF call {nf:.2f} ms, wrapper's own code {wrapper:.2f} ms"
+    )
+    print(
+        f"  function without the record write: {b:.2f} ms -> ratio {b / h:.2f} vs direct "
+        f"({'within' if b / h <= TARGET else 'above'} {TARGET})"
+    )
     return samples
 
 
@@ -127,8 +150,12 @@ def main() -> int:
     logging.disable(logging.INFO)
     started = time.perf_counter()
     with Azurite() as az, NifSandbox(subscription_key=KEY, clubs=CLUBS) as sb:
-        os.environ.update(NIF_API_BASE_URL=sb.base_url, NIF_SUBSCRIPTION_KEY=KEY,
-                          DATA_TABLES_CONNECTION=az.connection_string, DATA_TABLES_PREFIX="bench" + uuid.uuid4().hex[:8])
+        os.environ.update(
+            NIF_API_BASE_URL=sb.base_url,
+            NIF_SUBSCRIPTION_KEY=KEY,
+            DATA_TABLES_CONNECTION=az.connection_string,
+            DATA_TABLES_PREFIX="bench" + uuid.uuid4().hex[:8],
+        )
         reset_process_state()
         host = LocalHost()  # Microsoft's runtime indexes function_app.py
 
@@ -143,8 +170,12 @@ def main() -> int:
 
         direct = httpx.Client(base_url=sb.base_url + "/api/v1/")
         token = sb.issue_token(CLUBS[0])
-        headers = {"Ocp-Apim-Subscription-Key": KEY, "Authorization": token, "ClubId": str(CLUBS[0]),
-                   "Content-Type": "application/json"}
+        headers = {
+            "Ocp-Apim-Subscription-Key": KEY,
+            "Authorization": token,
+            "ClubId": str(CLUBS[0]),
+            "Content-Type": "application/json",
+        }
 
         def via_function(i: int) -> None:
             res = host.request("POST", f"/api/nif/clubs/{CLUBS[0]}/memberships", json_body=_request(i))
@@ -159,30 +190,52 @@ def main() -> int:
             via_httpx(i)
 
         # (a) the issue's comparison: loopback sandbox, ~2 ms
-        _compare(f"(a) loopback sandbox (the issue's comparison), median of {N} interleaved pairs",
-                 N, via_function, via_httpx, sections, 1000)
+        _compare(
+            f"(a) loopback sandbox (the issue's comparison), median of {N} interleaved pairs",
+            N,
+            via_function,
+            via_httpx,
+            sections,
+            1000,
+        )
 
         # (b) same, with NIF answering after a realistic latency
         sb.inject("/api/v1/membership", method="POST", delay=LATENCY_MS / 1000, times=2 * (N_LATENCY + 2))
         for i in range(2):
             via_function(3000 + i)
             via_httpx(3000 + i)
-        _compare(f"(b) sandbox answering POST membership after {LATENCY_MS:.0f} ms (realistic NIF via APIM), "
-                 f"median of {N_LATENCY} interleaved pairs", N_LATENCY, via_function, via_httpx, sections, 4000)
+        _compare(
+            f"(b) sandbox answering POST membership after {LATENCY_MS:.0f} ms (realistic NIF via APIM), "
+            f"median of {N_LATENCY} interleaved pairs",
+            N_LATENCY,
+            via_function,
+            via_httpx,
+            sections,
+            4000,
+        )
 
         # (d) 200 concurrent adds over 5 clubs
         reset_process_state()
         before = {c: sb.token_fetches[c] for c in CLUBS}
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=50) as pool:
-            statuses = list(pool.map(
-                lambda i: host.request("POST", f"/api/nif/clubs/{CLUBS[i % 5]}/memberships",
-                                       json_body=_request(5000 + i)).status_code, range(200)))
+            statuses = list(
+                pool.map(
+                    lambda i: (
+                        host.request(
+                            "POST", f"/api/nif/clubs/{CLUBS[i % 5]}/memberships", json_body=_request(5000 + i)
+                        ).status_code
+                    ),
+                    range(200),
+                )
+            )
         elapsed = time.perf_counter() - t0
         fetches = sum(sb.token_fetches[c] - before[c] for c in CLUBS)
         ok = statuses.count(200)
-        print(f"(d) 200 concurrent adds over 5 clubs: {ok}/200 ok in {elapsed:.2f} s, token fetches {fetches} "
-              f"(target exactly 5: {'MET' if fetches == 5 and ok == 200 else 'NOT MET'})")
+        print(
+            f"(d) 200 concurrent adds over 5 clubs: {ok}/200 ok in {elapsed:.2f} s, token fetches {fetches} "
+            f"(target exactly 5: {'MET' if fetches == 5 and ok == 200 else 'NOT MET'})"
+        )
         direct.close()
         reset_process_state()
     print(f"bench_nif: {time.perf_counter() - started:.1f} s, {os.cpu_count()} CPUs")

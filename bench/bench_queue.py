@@ -31,25 +31,57 @@ def generate(n: int) -> list[dict]:
     pid = 8_000_000
     while len(items) < n:
         pid += 1
-        person = {"personId": pid, "firstName": "Kari", "lastName": f"Nordmann{pid}", "genderId": 2,
-                  "birthDate": "1990-01-01", "nationalityId": 1, "sportNo": f"S-{pid}"}
-        contact = {"contactId": pid + 1_000_000, "personId": pid, "addressLine1": "Storgata 1", "postCode": "0155",
-                   "city": "Oslo", "mobilePhone": "91234567", "email": f"p{pid}@example.no", "isSecretEmail": False}
-        membership = {"membershipId": pid + 2_000_000, "personId": pid, "orgId": 19428 + pid % 5,
-                      "startDate": "2026-01-01", "membershipStatusId": 2}
-        items += [("TpPerson", pid, 1, person), ("TpPersonContactInformation", pid + 1_000_000, 1, contact),
-                  ("TpMembership", pid + 2_000_000, 1, membership), ("TpPerson", pid, 2, {"lastName": "Hansen"})]
+        person = {
+            "personId": pid,
+            "firstName": "Kari",
+            "lastName": f"Nordmann{pid}",
+            "genderId": 2,
+            "birthDate": "1990-01-01",
+            "nationalityId": 1,
+            "sportNo": f"S-{pid}",
+        }
+        contact = {
+            "contactId": pid + 1_000_000,
+            "personId": pid,
+            "addressLine1": "Storgata 1",
+            "postCode": "0155",
+            "city": "Oslo",
+            "mobilePhone": "91234567",
+            "email": f"p{pid}@example.no",
+            "isSecretEmail": False,
+        }
+        membership = {
+            "membershipId": pid + 2_000_000,
+            "personId": pid,
+            "orgId": 19428 + pid % 5,
+            "startDate": "2026-01-01",
+            "membershipStatusId": 2,
+        }
+        items += [
+            ("TpPerson", pid, 1, person),
+            ("TpPersonContactInformation", pid + 1_000_000, 1, contact),
+            ("TpMembership", pid + 2_000_000, 1, membership),
+            ("TpPerson", pid, 2, {"lastName": "Hansen"}),
+        ]
     return [{"entity": e, "oid": o, "ct": c, "body": b} for e, o, c, b in items[:n]]
 
 
 def to_messages(items: list[dict]) -> list:
     from azure.functions.servicebus import ServiceBusMessage
 
-    return [ServiceBusMessage(
-        body=json.dumps(it["body"]).encode(), message_id=str(uuid.uuid4()), sequence_number=seq,
-        enqueued_time_utc=T0 + timedelta(milliseconds=seq), delivery_count=1, content_type="application/json",
-        application_properties={"ObjectId": it["oid"], "EntityName": it["entity"], "ChangeType": it["ct"]},
-        user_properties={}) for seq, it in enumerate(items, start=1)]
+    return [
+        ServiceBusMessage(
+            body=json.dumps(it["body"]).encode(),
+            message_id=str(uuid.uuid4()),
+            sequence_number=seq,
+            enqueued_time_utc=T0 + timedelta(milliseconds=seq),
+            delivery_count=1,
+            content_type="application/json",
+            application_properties={"ObjectId": it["oid"], "EntityName": it["entity"], "ChangeType": it["ct"]},
+            user_properties={},
+        )
+        for seq, it in enumerate(items, start=1)
+    ]
 
 
 def queue_host():
@@ -66,8 +98,9 @@ def bare_loop(conn: str, items: list[dict]) -> float:
     table = svc.create_table_if_not_exists("bare" + uuid.uuid4().hex[:8])
     t = time.perf_counter()
     for seq, it in enumerate(items, start=1):
-        table.upsert_entity({"PartitionKey": it["entity"], "RowKey": f"{it['oid']:012d}",
-                             "Body": json.dumps(it["body"]), "Seq": seq})
+        table.upsert_entity(
+            {"PartitionKey": it["entity"], "RowKey": f"{it['oid']:012d}", "Body": json.dumps(it["body"]), "Seq": seq}
+        )
     return time.perf_counter() - t
 
 
@@ -89,7 +122,7 @@ def through_function(conn: str, host, items: list[dict], batch: int) -> float:
     arg = host.functions["nif_queue"].trigger["name"]
     t = time.perf_counter()
     for i in range(0, len(msgs), batch):
-        host.invoke("nif_queue", **{arg: msgs[i:i + batch]})
+        host.invoke("nif_queue", **{arg: msgs[i : i + batch]})
     elapsed = time.perf_counter() - t
     assert sum(1 for _ in store.table(E.JOURNAL_TABLE).query(select=["RowKey"])) == len(msgs)
     return elapsed
@@ -123,14 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         single = through_function(conn, host, items, 1)
     print(f"N={n} messages per measurement, Azurite in-memory, {rounds} interleaved rounds")
     for i, (base, batched) in enumerate(pairs, 1):
-        print(f"  round {i}: bare upsert loop {rate(base):6.0f} msg/s, function batch 100 {rate(batched):6.0f} msg/s"
-              f" -> {base / batched:4.2f}x")
+        print(
+            f"  round {i}: bare upsert loop {rate(base):6.0f} msg/s, function batch 100 {rate(batched):6.0f} msg/s"
+            f" -> {base / batched:4.2f}x"
+        )
     batch_ratio = statistics.median(base / batched for base, batched in pairs)
     single_ratio = base_single / single
-    print(f"function, batch 100 (production mode): median ratio {batch_ratio:4.2f}x  (target >= 2x: "
-          f"{'MET' if batch_ratio >= 2 else 'NOT MET'})")
-    print(f"function, per message                : {rate(single):6.0f} msg/s vs bare {rate(base_single):6.0f} msg/s"
-          f" -> {single_ratio:4.2f}x  (target >= 0.5x: {'MET' if single_ratio >= 0.5 else 'NOT MET'})")
+    print(
+        f"function, batch 100 (production mode): median ratio {batch_ratio:4.2f}x  (target >= 2x: "
+        f"{'MET' if batch_ratio >= 2 else 'NOT MET'})"
+    )
+    print(
+        f"function, per message                : {rate(single):6.0f} msg/s vs bare {rate(base_single):6.0f} msg/s"
+        f" -> {single_ratio:4.2f}x  (target >= 0.5x: {'MET' if single_ratio >= 0.5 else 'NOT MET'})"
+    )
     return 0
 
 

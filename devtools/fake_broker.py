@@ -74,15 +74,30 @@ class FakeBroker:
     @property
     def connection_string(self) -> str:
         # key is a dummy: the fake answers every CBS token request with 200
-        return (f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=fake;"
-                f"SharedAccessKey=ZmFrZQ==;UseDevelopmentEmulator=true")
+        return (
+            f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=fake;"
+            f"SharedAccessKey=ZmFrZQ==;UseDevelopmentEmulator=true"
+        )
 
-    def put(self, queue: str, *, body: bytes, application_properties: dict[str, Any] | None = None,
-            message_id: str | None = None, delivery_count: int = 0, content_type: str | None = None) -> StoredMessage:
-        msg = StoredMessage(body=body, application_properties=dict(application_properties or {}),
-                            message_id=message_id or uuid.uuid4().hex, sequence_number=next(self._seq),
-                            enqueued_time=datetime.now(UTC), delivery_count=delivery_count,
-                            content_type=content_type)
+    def put(
+        self,
+        queue: str,
+        *,
+        body: bytes,
+        application_properties: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        delivery_count: int = 0,
+        content_type: str | None = None,
+    ) -> StoredMessage:
+        msg = StoredMessage(
+            body=body,
+            application_properties=dict(application_properties or {}),
+            message_id=message_id or uuid.uuid4().hex,
+            sequence_number=next(self._seq),
+            enqueued_time=datetime.now(UTC),
+            delivery_count=delivery_count,
+            content_type=content_type,
+        )
         with self._lock:
             self.queues.setdefault(queue.lower(), deque()).append(msg)
         return msg
@@ -194,8 +209,15 @@ class _Handler:
         link, delivery, msg = event.link, event.delivery, event.message
         address = _queue_name(link.target.address or link.remote_target.address)
         if address == "$cbs":
-            reply = Message(correlation_id=msg.id, properties={
-                "status-code": 200, "status-description": "OK", "statusCode": 200, "statusDescription": "OK"})
+            reply = Message(
+                correlation_id=msg.id,
+                properties={
+                    "status-code": 200,
+                    "status-description": "OK",
+                    "statusCode": 200,
+                    "statusDescription": "OK",
+                },
+            )
             from proton import Endpoint
 
             link_ = event.connection.link_head(Endpoint.LOCAL_ACTIVE)
@@ -209,8 +231,12 @@ class _Handler:
             if isinstance(body, str):
                 body = body.encode()
             props = {str(k): v for k, v in (msg.properties or {}).items()}
-            self.broker.put(address, body=bytes(body or b""), application_properties=props,
-                            message_id=str(msg.id) if msg.id else None)
+            self.broker.put(
+                address,
+                body=bytes(body or b""),
+                application_properties=props,
+                message_id=str(msg.id) if msg.id else None,
+            )
         delivery.update(delivery.ACCEPTED)
         delivery.settle()
 
@@ -226,8 +252,12 @@ class _Handler:
                 stored = q.popleft()
             stored.delivery_count += 1
             now_ms = int(time.time() * 1000)
-            msg = Message(body=stored.body, id=stored.message_id, properties=dict(stored.application_properties),
-                          content_type=stored.content_type)
+            msg = Message(
+                body=stored.body,
+                id=stored.message_id,
+                properties=dict(stored.application_properties),
+                content_type=stored.content_type,
+            )
             msg.inferred = True  # bytes body as a data section
             msg.delivery_count = stored.delivery_count - 1
             msg.annotations = {
@@ -235,7 +265,9 @@ class _Handler:
                 symbol("x-opt-enqueued-time"): timestamp(int(stored.enqueued_time.timestamp() * 1000)),
                 symbol("x-opt-locked-until"): timestamp(now_ms + int(self.broker.lock_seconds * 1000)),
             }
-            tag = uuid.uuid4().hex[:16]  # 16 bytes (the SDK reads the lock token from it); ASCII so proton can decode it
+            tag = uuid.uuid4().hex[
+                :16
+            ]  # 16 bytes (the SDK reads the lock token from it); ASCII so proton can decode it
             delivery = link.send(msg, tag=tag)
             self.unsettled[tag] = (queue, stored)
             _ = delivery

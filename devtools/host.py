@@ -145,8 +145,14 @@ class LocalHost:
         if not self.authorized(route.auth_level, presented):
             return func.HttpResponse(status_code=401)
         full_url = url if parts.scheme else _base_url(lowered.get("host")) + url
-        data = inv.http_request(self.driver.protos, method=method, url=full_url, headers=headers,
-                                route_params=route_params, body=body or b"")
+        data = inv.http_request(
+            self.driver.protos,
+            method=method,
+            url=full_url,
+            headers=headers,
+            route_params=route_params,
+            body=body or b"",
+        )
         try:
             res = self.driver.invoke(route.name, [inv.binding(self.driver.protos, route.param_name, data)])
         except InvocationFailed as exc:  # what the host does with an escaped exception
@@ -176,8 +182,9 @@ class LocalHost:
             msgs = [to_broker(m) for m in (value if many else [value])]
             if not many:
                 raise NotImplementedError("only batch (cardinality many) Service Bus triggers are modelled")
-            input_data, metadata = inv.service_bus_batch(p, arg, msgs, data_type=trigger.get("dataType"),
-                                                         capabilities=self.driver.capabilities)
+            input_data, metadata = inv.service_bus_batch(
+                p, arg, msgs, data_type=trigger.get("dataType"), capabilities=self.driver.capabilities
+            )
             return self.driver.invoke(name, input_data, metadata)
         if trigger["type"] == "timerTrigger":
             past_due = value if isinstance(value, bool) else bool(getattr(value, "past_due", False))

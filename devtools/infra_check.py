@@ -202,7 +202,11 @@ def trigger_settings() -> tuple[dict[str, str], dict[str, str]]:
                     expressions.setdefault(name, f"%{name}% in {rel}:{node.lineno}")
             if isinstance(node, ast.Call):
                 for kw in node.keywords:
-                    if kw.arg == "connection" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                    if (
+                        kw.arg == "connection"
+                        and isinstance(kw.value, ast.Constant)
+                        and isinstance(kw.value.value, str)
+                    ):
                         connections.setdefault(kw.value.value, f"connection={kw.value.value!r} in {rel}:{node.lineno}")
     return expressions, connections
 

@@ -20,8 +20,12 @@ from typing import Any
 _counter = itertools.count(1)
 _CLAUSE = re.compile(r"^\s*\(?\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+@(\w+)\s*\)?\s*$")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
 }
 
 
@@ -128,19 +132,33 @@ class MemoryTable:
                 raise Conflict("etag")
             self.rows.pop((partition_key, row_key), None)
 
-    def query(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
-              partition_key: str | None = None, select: Sequence[str] | None = None) -> Iterator[dict]:
+    def query(
+        self,
+        filter: str | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
+        select: Sequence[str] | None = None,
+    ) -> Iterator[dict]:
         self._check("query")
         match = _matcher(filter, parameters or {})
         with self.store.lock:
             items = sorted(self.rows.items())
-            out = [self._out(r) for (pk, _), r in items
-                   if (partition_key is None or pk == partition_key) and match(r["v"])]
+            out = [
+                self._out(r) for (pk, _), r in items if (partition_key is None or pk == partition_key) and match(r["v"])
+            ]
         return iter(out)
 
-    def page(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
-             partition_key: str | None = None, select: Sequence[str] | None = None,
-             page_size: int = 100, continuation: str | None = None) -> tuple[list[dict], str | None]:
+    def page(
+        self,
+        filter: str | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> tuple[list[dict], str | None]:
         rows = list(self.query(filter, parameters=parameters, partition_key=partition_key))
         start = int(continuation or 0)
         end = start + page_size

@@ -67,12 +67,24 @@ VERIFICATION_WINDOW = timedelta(hours=24)
 PENDING_MESSAGE = "Membership request is accepted at Club Level. It is pending for two phase verification."
 
 SPORTS: list[dict[str, Any]] = [
-    {"sportId": "32", "sportName": "Ski", "sportDescription": "demo sport description", "sports": [
-        {"sportId": 132, "sportName": "Alpint", "sportDescription": "demo sport description"},
-        {"sportId": 130, "sportName": "Langrenn", "sportDescription": "demo sport description"}]},
-    {"sportId": "17", "sportName": "Friidrett", "sportDescription": "demo sport description", "sports": [
-        {"sportId": 220, "sportName": "Friidrett på bane", "sportDescription": "demo sport description"},
-        {"sportId": 434, "sportName": "Løp utenfor bane", "sportDescription": "demo sport description"}]},
+    {
+        "sportId": "32",
+        "sportName": "Ski",
+        "sportDescription": "demo sport description",
+        "sports": [
+            {"sportId": 132, "sportName": "Alpint", "sportDescription": "demo sport description"},
+            {"sportId": 130, "sportName": "Langrenn", "sportDescription": "demo sport description"},
+        ],
+    },
+    {
+        "sportId": "17",
+        "sportName": "Friidrett",
+        "sportDescription": "demo sport description",
+        "sports": [
+            {"sportId": 220, "sportName": "Friidrett på bane", "sportDescription": "demo sport description"},
+            {"sportId": 434, "sportName": "Løp utenfor bane", "sportDescription": "demo sport description"},
+        ],
+    },
 ]
 COUNTRIES: list[dict[str, Any]] = [
     {"countryId": 1500159, "countryName": "Peru", "isoAlpha2": "PE", "isoAlpha3": "PER"},
@@ -81,35 +93,101 @@ COUNTRIES: list[dict[str, Any]] = [
     {"countryId": 1500152, "countryName": "Norge", "isoAlpha2": "NO", "isoAlpha3": "NOR"},
 ]
 ORG_REGULAR = {  # seed example, verbatim shape (string ids, "sportId " key, text coordinates)
-    "clubId": "1111111", "clubName": "Heming Idrettslaget", "describingName": "Heming Idrettslaget",
-    "email": "office@mailinator.no", "city": "Oslo", "county": "Norway",
-    "longitude": "72.5714° E", "latitude": "23.0225° N",
-    "groups": [{"groupId": "221333", "groupName": "Heming, IL - Alpint", "describingName": "Heming, IL - Alpint",
-                "sportId": "32", "sportName": "Ski", "branches": [
-                    {"describingName": "Heming, IL - Alpint", "sportId ": "132", "sportName": "Alpint",
-                     "branchId": "221333", "branchName": "Heming, IL - Alpint"},
-                    {"branchId": "211424", "branchName": "Heming, IL - Hopp", "describingName": "Heming, IL - Hopp",
-                     "sportId": "129", "sportName": "Hopp"}]}],
+    "clubId": "1111111",
+    "clubName": "Heming Idrettslaget",
+    "describingName": "Heming Idrettslaget",
+    "email": "office@mailinator.no",
+    "city": "Oslo",
+    "county": "Norway",
+    "longitude": "72.5714° E",
+    "latitude": "23.0225° N",
+    "groups": [
+        {
+            "groupId": "221333",
+            "groupName": "Heming, IL - Alpint",
+            "describingName": "Heming, IL - Alpint",
+            "sportId": "32",
+            "sportName": "Ski",
+            "branches": [
+                {
+                    "describingName": "Heming, IL - Alpint",
+                    "sportId ": "132",
+                    "sportName": "Alpint",
+                    "branchId": "221333",
+                    "branchName": "Heming, IL - Alpint",
+                },
+                {
+                    "branchId": "211424",
+                    "branchName": "Heming, IL - Hopp",
+                    "describingName": "Heming, IL - Hopp",
+                    "sportId": "129",
+                    "sportName": "Hopp",
+                },
+            ],
+        }
+    ],
 }
 ORG_CORPORATE = {  # seed example: integer ids, null coordinates, a group without branches
-    "clubId": 16235, "clubName": "PetrOl B.I.L.", "describingName": "PetrOl B.I.L.",
-    "email": "jalla.test@mailinator.com", "city": "STAVANGER", "county": "Norge",
-    "longitude": None, "latitude": None,
-    "groups": [{"groupId": 766441, "groupName": "PetrOl B.I.L.", "describingName": "PetrOl B.I.L. - Curling",
-                "sportId": 204, "sportName": "Curling", "branches": []}],
+    "clubId": 16235,
+    "clubName": "PetrOl B.I.L.",
+    "describingName": "PetrOl B.I.L.",
+    "email": "jalla.test@mailinator.com",
+    "city": "STAVANGER",
+    "county": "Norge",
+    "longitude": None,
+    "latitude": None,
+    "groups": [
+        {
+            "groupId": 766441,
+            "groupName": "PetrOl B.I.L.",
+            "describingName": "PetrOl B.I.L. - Curling",
+            "sportId": 204,
+            "sportName": "Curling",
+            "branches": [],
+        }
+    ],
 }
 ORG_MEMBERSHIP_CLUB = {  # the club of the seed's membership examples (structure synthesised)
-    "clubId": 19428, "clubName": "Gjermundsen Auto B.I.L.", "describingName": "Gjermundsen Auto B.I.L.",
-    "email": "post@mailinator.com", "city": "Oslo", "county": "Norge", "longitude": None, "latitude": None,
+    "clubId": 19428,
+    "clubName": "Gjermundsen Auto B.I.L.",
+    "describingName": "Gjermundsen Auto B.I.L.",
+    "email": "post@mailinator.com",
+    "city": "Oslo",
+    "county": "Norge",
+    "longitude": None,
+    "latitude": None,
     "groups": [
-        {"groupId": 819700, "groupName": "Berg IL", "describingName": "Berg IL - Friidrett", "sportId": 17,
-         "sportName": "Friidrett", "branches": [
-             {"branchId": 827527, "branchName": "Berg IL", "describingName": "Berg IL - Friidrett på bane",
-              "sportId": 220, "sportName": "Friidrett på bane"},
-             {"branchId": 819760, "branchName": "Berg IL", "describingName": "Berg IL - Curling",
-              "sportId": 207, "sportName": "Curling"}]},
-        {"groupId": 544901, "groupName": "Allidrett", "describingName": "Gjermundsen Auto B.I.L. - Allidrett",
-         "sportId": None, "sportName": None, "branches": []},
+        {
+            "groupId": 819700,
+            "groupName": "Berg IL",
+            "describingName": "Berg IL - Friidrett",
+            "sportId": 17,
+            "sportName": "Friidrett",
+            "branches": [
+                {
+                    "branchId": 827527,
+                    "branchName": "Berg IL",
+                    "describingName": "Berg IL - Friidrett på bane",
+                    "sportId": 220,
+                    "sportName": "Friidrett på bane",
+                },
+                {
+                    "branchId": 819760,
+                    "branchName": "Berg IL",
+                    "describingName": "Berg IL - Curling",
+                    "sportId": 207,
+                    "sportName": "Curling",
+                },
+            ],
+        },
+        {
+            "groupId": 544901,
+            "groupName": "Allidrett",
+            "describingName": "Gjermundsen Auto B.I.L. - Allidrett",
+            "sportId": None,
+            "sportName": None,
+            "branches": [],
+        },
     ],
 }
 
@@ -122,8 +200,9 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def matrix_case(*, club_level: bool, branches: bool, person: str, norwegian: bool,
-                has_club_membership: bool) -> tuple[int, bool, bool]:
+def matrix_case(
+    *, club_level: bool, branches: bool, person: str, norwegian: bool, has_club_membership: bool
+) -> tuple[int, bool, bool]:
     """The seed's two-phase verification matrix: (case 1–16, send link, send OTP).
 
     ``person`` is ``new``, ``validated`` or ``unvalidated`` (an existing person).
@@ -161,13 +240,27 @@ class _Person:
     validated: bool
 
     def search_key(self) -> tuple:
-        return (self.firstName.lower(), self.lastName.lower(), self.birthDate, self.genderId,
-                self.postCode, self.nationalityId)
+        return (
+            self.firstName.lower(),
+            self.lastName.lower(),
+            self.birthDate,
+            self.genderId,
+            self.postCode,
+            self.nationalityId,
+        )
 
     def body(self, trace_id: str | None) -> dict[str, Any]:
-        return {"personId": self.personId, "firstName": self.firstName, "lastName": self.lastName,
-                "birthDate": self.birthDate, "genderId": self.genderId, "nationalityId": self.nationalityId,
-                "postCode": self.postCode, "isValidated": self.validated, "traceId": trace_id}
+        return {
+            "personId": self.personId,
+            "firstName": self.firstName,
+            "lastName": self.lastName,
+            "birthDate": self.birthDate,
+            "genderId": self.genderId,
+            "nationalityId": self.nationalityId,
+            "postCode": self.postCode,
+            "isValidated": self.validated,
+            "traceId": trace_id,
+        }
 
 
 @dataclass
@@ -188,9 +281,18 @@ class _Verification:
     result: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "traceId": self.traceId, "clubId": self.clubId, "case": self.case,
-                "link": self.link, "otp": self.otp, "personId": self.person.personId, "status": self.status,
-                "createdAt": self.createdAt.isoformat(), **({"result": self.result} if self.result else {})}
+        return {
+            "id": self.id,
+            "traceId": self.traceId,
+            "clubId": self.clubId,
+            "case": self.case,
+            "link": self.link,
+            "otp": self.otp,
+            "personId": self.person.personId,
+            "status": self.status,
+            "createdAt": self.createdAt.isoformat(),
+            **({"result": self.result} if self.result else {}),
+        }
 
 
 @dataclass
@@ -205,9 +307,17 @@ class _Fault:
 class NifSandbox:
     """NIF per the seed, in memory, on loopback. Thread-safe; start()/stop() or a ``with`` block."""
 
-    def __init__(self, *, subscription_key: str = DEFAULT_SUBSCRIPTION_KEY, clubs: Iterable[int] = (),
-                 clock: Callable[[], datetime] | None = None, timezone_name: str = "Europe/Oslo",
-                 host: str = "127.0.0.1", port: int = 0, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        subscription_key: str = DEFAULT_SUBSCRIPTION_KEY,
+        clubs: Iterable[int] = (),
+        clock: Callable[[], datetime] | None = None,
+        timezone_name: str = "Europe/Oslo",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_ttl: int = TOKEN_TTL_SECONDS,
+    ) -> None:
         self.subscription_key = subscription_key
         self._secret = secrets.token_bytes(32)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -215,8 +325,7 @@ class NifSandbox:
         self._host, self._port = host, port
         self.token_ttl = token_ttl
         self._lock = threading.RLock()
-        self.orgs: dict[int, dict[str, Any]] = {19428: ORG_MEMBERSHIP_CLUB, 1111111: ORG_REGULAR,
-                                               16235: ORG_CORPORATE}
+        self.orgs: dict[int, dict[str, Any]] = {19428: ORG_MEMBERSHIP_CLUB, 1111111: ORG_REGULAR, 16235: ORG_CORPORATE}
         for club in (19430, *clubs):
             self.add_club(int(club))
         self.token_fetches: Counter[int] = Counter()
@@ -226,9 +335,42 @@ class NifSandbox:
         self._seq = itertools.count(1)
         self.persons: dict[int, _Person] = {}
         for p in (
-            _Person(8756934, "Ola", "Dunk", "1980-07-05", 1, "0010", NORWAY_COUNTRY_ID, "ola.dunk@mailinator.com", "85569745", False),
-            _Person(8756935, "Kari", "Nordmann", "1985-01-02", 2, "0150", NORWAY_COUNTRY_ID, "kari.n@mailinator.com", "90909090", True),
-            _Person(8756936, "Sven", "Svensson", "1990-03-04", 1, "11122", 1500159, "sven.s@mailinator.com", "70707070", False),
+            _Person(
+                8756934,
+                "Ola",
+                "Dunk",
+                "1980-07-05",
+                1,
+                "0010",
+                NORWAY_COUNTRY_ID,
+                "ola.dunk@mailinator.com",
+                "85569745",
+                False,
+            ),
+            _Person(
+                8756935,
+                "Kari",
+                "Nordmann",
+                "1985-01-02",
+                2,
+                "0150",
+                NORWAY_COUNTRY_ID,
+                "kari.n@mailinator.com",
+                "90909090",
+                True,
+            ),
+            _Person(
+                8756936,
+                "Sven",
+                "Svensson",
+                "1990-03-04",
+                1,
+                "11122",
+                1500159,
+                "sven.s@mailinator.com",
+                "70707070",
+                False,
+            ),
         ):
             self.persons[p.personId] = p
         self.club_memberships: dict[tuple[int, int], int] = {}
@@ -246,8 +388,9 @@ class NifSandbox:
         server_cls = type("SandboxServer", (ThreadingHTTPServer,), {"request_queue_size": 256})
         self._server = server_cls((self._host, self._port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="nif-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="nif-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -286,17 +429,26 @@ class NifSandbox:
         with self._lock:
             self._token_generation[club_id] += 1
 
-    def inject(self, path: str, *, status: int | None = None, delay: float = 0.0, times: int = 1,
-               method: str | None = None) -> None:
+    def inject(
+        self, path: str, *, status: int | None = None, delay: float = 0.0, times: int = 1, method: str | None = None
+    ) -> None:
         """Next ``times`` requests whose path contains ``path``: wait ``delay`` s, then answer ``status``."""
         with self._lock:
             self._faults.append(_Fault(path, method, status, delay, times))
 
     def issue_token(self, club_id: int, *, ttl: int | None = None) -> str:
         now = int(self._clock().timestamp())
-        payload = {"unique_name": "sandbox", "ClubId": str(club_id), "ClubDetail": f"{club_id}~5~sandbox",
-                   "nbf": now, "exp": now + (self.token_ttl if ttl is None else ttl), "iat": now,
-                   "iss": "self", "aud": "fun-tpi", "gen": self._token_generation[club_id]}
+        payload = {
+            "unique_name": "sandbox",
+            "ClubId": str(club_id),
+            "ClubDetail": f"{club_id}~5~sandbox",
+            "nbf": now,
+            "exp": now + (self.token_ttl if ttl is None else ttl),
+            "iat": now,
+            "iss": "self",
+            "aud": "fun-tpi",
+            "gen": self._token_generation[club_id],
+        }
         head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         sig = _b64(hmac.new(self._secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
@@ -344,8 +496,9 @@ class NifSandbox:
             return 400, _nif_error(1018)
         return club
 
-    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-               body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
         self.calls[f"{method} {path}"] += 1
         if path.startswith("/_sandbox/"):
             return self._sandbox_route(method, path, query)
@@ -394,8 +547,9 @@ class NifSandbox:
         org = self.orgs[club]
         branch_ids = {int(b.get("branchId")) for g in org["groups"] for b in g.get("branches") or []}
         allidrett = {int(g["groupId"]) for g in org["groups"] if not g.get("branches") and not g.get("sportId")}
-        violations = rules.validate_membership(req, today=self.today(), branch_ids=branch_ids,
-                                               allidrett_group_ids=allidrett)
+        violations = rules.validate_membership(
+            req, today=self.today(), branch_ids=branch_ids, allidrett_group_ids=allidrett
+        )
         if violations:
             code = rules.primary_code(violations)
             return 400, _nif_error(code, [v for v in violations if v.code == code])
@@ -408,13 +562,29 @@ class NifSandbox:
         if p.personId is not None:
             person = self.persons.get(p.personId)
             return (person, False) if person else None
-        key = (p.firstName.lower(), p.lastName.lower(), p.birthDate.isoformat(), p.genderId, p.postCode,
-               p.nationalityId)
+        key = (
+            p.firstName.lower(),
+            p.lastName.lower(),
+            p.birthDate.isoformat(),
+            p.genderId,
+            p.postCode,
+            p.nationalityId,
+        )
         for person in self.persons.values():
             if person.search_key() == key:
                 return person, False
-        person = _Person(next(self._ids), p.firstName, p.lastName, p.birthDate.isoformat(), p.genderId,
-                         p.postCode, p.nationalityId, p.email, p.mobilePhone, validated=False)
+        person = _Person(
+            next(self._ids),
+            p.firstName,
+            p.lastName,
+            p.birthDate.isoformat(),
+            p.genderId,
+            p.postCode,
+            p.nationalityId,
+            p.email,
+            p.mobilePhone,
+            validated=False,
+        )
         return person, True
 
     def _accept(self, club: int, req: MembershipRequest) -> tuple[int, Any]:
@@ -425,24 +595,50 @@ class NifSandbox:
         club_level = rules.is_club_level(req)
         kind = "new" if new else ("validated" if person.validated else "unvalidated")
         existing_membership = None if new else self.club_memberships.get((club, person.personId))
-        case, link, otp = matrix_case(club_level=club_level, branches=bool(req.sports or req.groups), person=kind,
-                                      norwegian=person.nationalityId == NORWAY_COUNTRY_ID,
-                                      has_club_membership=existing_membership is not None)
+        case, link, otp = matrix_case(
+            club_level=club_level,
+            branches=bool(req.sports or req.groups),
+            person=kind,
+            norwegian=person.nationalityId == NORWAY_COUNTRY_ID,
+            has_club_membership=existing_membership is not None,
+        )
         org = self.orgs[club]
         start = (req.startDate or self.today()).isoformat()
-        items = [{"branchId": s.branchId, "sportId": s.sportId, "startDate": s.startDate.isoformat(),
-                  "endDate": s.endDate.isoformat() if s.endDate else None} for s in req.sports]
-        groups = [{"groupId": g.groupId, "sportId": g.sportId, "startDate": g.startDate.isoformat(),
-                   "endDate": g.endDate.isoformat() if g.endDate else None} for g in req.groups]
+        items = [
+            {
+                "branchId": s.branchId,
+                "sportId": s.sportId,
+                "startDate": s.startDate.isoformat(),
+                "endDate": s.endDate.isoformat() if s.endDate else None,
+            }
+            for s in req.sports
+        ]
+        groups = [
+            {
+                "groupId": g.groupId,
+                "sportId": g.sportId,
+                "startDate": g.startDate.isoformat(),
+                "endDate": g.endDate.isoformat() if g.endDate else None,
+            }
+            for g in req.groups
+        ]
         base = {"personId": person.personId, "clubId": club, "clubName": org["clubName"], "startDate": start}
         if existing_membership is not None:
             # Existing club membership: NIF answers with the existing ids, branches are added now.
             trace_id = None
             sports = [self._add_active(club, person, it, trace_id) for it in items]
             groups_out = [self._add_active(club, person, it, trace_id, group=True) for it in groups]
-            return 200, {**base, "membershipId": existing_membership, "traceId": trace_id, "sports": sports,
-                         "groups": groups_out, "person": None, "sentToEmail": None, "sentToPhone": None,
-                         "responseMessage": "Membership already exists at Club Level."}
+            return 200, {
+                **base,
+                "membershipId": existing_membership,
+                "traceId": trace_id,
+                "sports": sports,
+                "groups": groups_out,
+                "person": None,
+                "sentToEmail": None,
+                "sentToPhone": None,
+                "responseMessage": "Membership already exists at Club Level.",
+            }
         if not club_level:
             return 400, _nif_error(3001)  # matrix cases 13-16: no branch without a club membership
         if new:
@@ -450,12 +646,22 @@ class NifSandbox:
         trace_id = None if kind == "validated" else str(uuid.uuid4()).upper()
         ver_id = trace_id or f"V-{uuid.uuid4()}"
         self.verifications[ver_id] = _Verification(
-            ver_id, trace_id, club, case, link, otp, person, new, start, items, groups, self._clock())
+            ver_id, trace_id, club, case, link, otp, person, new, start, items, groups, self._clock()
+        )
         names = {int(b["branchId"]): b.get("branchName") for g in org["groups"] for b in g.get("branches") or []}
         return 200, {
-            **base, "membershipId": 0, "traceId": trace_id,
-            "sports": [{"branchId": it["branchId"], "sportId": it["sportId"], "branchName": names.get(it["branchId"]),
-                        "activeMembershipId": 0} for it in items],
+            **base,
+            "membershipId": 0,
+            "traceId": trace_id,
+            "sports": [
+                {
+                    "branchId": it["branchId"],
+                    "sportId": it["sportId"],
+                    "branchName": names.get(it["branchId"]),
+                    "activeMembershipId": 0,
+                }
+                for it in items
+            ],
             "groups": [{"groupId": g["groupId"], "sportId": g["sportId"], "activeMembershipId": 0} for g in groups],
             "person": None,
             # Since March 2023 the verification goes to an existing person's own contacts.
@@ -464,16 +670,25 @@ class NifSandbox:
             "responseMessage": PENDING_MESSAGE,
         }
 
-    def _add_active(self, club: int, person: _Person, item: dict[str, Any], trace_id: str | None,
-                    group: bool = False) -> dict[str, Any]:
+    def _add_active(
+        self, club: int, person: _Person, item: dict[str, Any], trace_id: str | None, group: bool = False
+    ) -> dict[str, Any]:
         org_id = item["groupId"] if group else item["branchId"]
         key = (club, person.personId, org_id)
         active_id = self.active_memberships.get(key)
         if active_id is None:
             active_id = self.active_memberships[key] = next(self._ids)
-            body = {"activeMembershipId": active_id, "personId": person.personId, "orgId": org_id,
-                    "clubId": club, "sportId": item["sportId"], "startDate": item["startDate"],
-                    "endDate": item["endDate"], "membershipStatusId": 2, "traceId": trace_id}
+            body = {
+                "activeMembershipId": active_id,
+                "personId": person.personId,
+                "orgId": org_id,
+                "clubId": club,
+                "sportId": item["sportId"],
+                "startDate": item["startDate"],
+                "endDate": item["endDate"],
+                "membershipStatusId": 2,
+                "traceId": trace_id,
+            }
             self._emit("TpActiveMembership", active_id, 1, body)
         out = {"sportId": item["sportId"], "activeMembershipId": active_id}
         out["groupId" if group else "branchId"] = org_id
@@ -482,12 +697,15 @@ class NifSandbox:
     def _emit(self, entity: str, object_id: int, change_type: int, body: dict[str, Any]) -> None:
         """Append an informational (9, full object) message, then the change itself."""
         for ct in (9, change_type):
-            self.outbox.append({
-                "messageId": str(uuid.uuid4()), "sequenceNumber": next(self._seq),
-                "enqueuedTimeUtc": datetime.now(UTC).isoformat(),
-                "applicationProperties": {"ObjectId": object_id, "EntityName": entity, "ChangeType": ct},
-                "body": dict(body),
-            })
+            self.outbox.append(
+                {
+                    "messageId": str(uuid.uuid4()),
+                    "sequenceNumber": next(self._seq),
+                    "enqueuedTimeUtc": datetime.now(UTC).isoformat(),
+                    "applicationProperties": {"ObjectId": object_id, "EntityName": entity, "ChangeType": ct},
+                    "body": dict(body),
+                }
+            )
 
     def complete(self, ver_id: str) -> tuple[int, Any]:
         """The person completes two-phase verification (link, and OTP when required)."""
@@ -508,14 +726,30 @@ class NifSandbox:
             membership_id = self.club_memberships.get(key)
             if membership_id is None:
                 membership_id = self.club_memberships[key] = next(self._ids)
-                self._emit("TpMembership", membership_id, 1, {
-                    "membershipId": membership_id, "personId": person.personId, "orgId": ver.clubId,
-                    "startDate": ver.startDate, "endDate": None, "membershipStatusId": 2, "traceId": trace_id})
+                self._emit(
+                    "TpMembership",
+                    membership_id,
+                    1,
+                    {
+                        "membershipId": membership_id,
+                        "personId": person.personId,
+                        "orgId": ver.clubId,
+                        "startDate": ver.startDate,
+                        "endDate": None,
+                        "membershipStatusId": 2,
+                        "traceId": trace_id,
+                    },
+                )
             sports = [self._add_active(ver.clubId, person, it, trace_id) for it in ver.branches]
             groups = [self._add_active(ver.clubId, person, it, trace_id, group=True) for it in ver.groups]
             ver.status = "completed"
-            ver.result = {"traceId": trace_id, "personId": person.personId, "membershipId": membership_id,
-                          "sports": sports, "groups": groups}
+            ver.result = {
+                "traceId": trace_id,
+                "personId": person.personId,
+                "membershipId": membership_id,
+                "sports": sports,
+                "groups": groups,
+            }
             return 200, ver.result
 
     def _sandbox_route(self, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -534,8 +768,10 @@ class NifSandbox:
             return self.complete(parts[1])
         if method == "GET" and parts == ["stats"]:
             with self._lock:
-                return 200, {"tokenFetches": {str(k): v for k, v in self.token_fetches.items()},
-                             "calls": dict(self.calls)}
+                return 200, {
+                    "tokenFetches": {str(k): v for k, v in self.token_fetches.items()},
+                    "calls": dict(self.calls),
+                }
         return 404, {"message": "unknown sandbox route"}
 
 
@@ -598,8 +834,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sandbox = NifSandbox(subscription_key=args.subscription_key, clubs=args.club, host=args.host, port=args.port)
     sandbox.start()
-    print(f"NIF sandbox on {sandbox.base_url}  (NIF_API_BASE_URL={sandbox.base_url}, "
-          f"NIF_SUBSCRIPTION_KEY=<--subscription-key>)  clubs: {sorted(sandbox.orgs)}", flush=True)
+    print(
+        f"NIF sandbox on {sandbox.base_url}  (NIF_API_BASE_URL={sandbox.base_url}, "
+        f"NIF_SUBSCRIPTION_KEY=<--subscription-key>)  clubs: {sorted(sandbox.orgs)}",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

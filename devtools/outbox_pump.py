@@ -38,9 +38,14 @@ def to_message(item: dict[str, Any]) -> BrokerMessage:
     mid = str(item.get("messageId") or item.get("sequenceNumber"))
     _delivery[mid] = _delivery.get(mid, 0) + 1
     return BrokerMessage(
-        body=raw, message_id=mid, sequence_number=int(item["sequenceNumber"]), enqueued_time=enqueued,
-        delivery_count=_delivery[mid], content_type="application/json",
-        application_properties=dict(item.get("applicationProperties") or {}))
+        body=raw,
+        message_id=mid,
+        sequence_number=int(item["sequenceNumber"]),
+        enqueued_time=enqueued,
+        delivery_count=_delivery[mid],
+        content_type="application/json",
+        application_properties=dict(item.get("applicationProperties") or {}),
+    )
 
 
 def queue_function(host: Any) -> tuple[str, str, bool]:
@@ -71,7 +76,7 @@ def pump_once(sandbox_url: str, host: Any, *, batch_size: int = 100, client: Any
     name, arg, many = queue_function(host)
     delivered = 0
     for start in range(0, len(items), batch_size if many else 1):
-        chunk = items[start:start + (batch_size if many else 1)]
+        chunk = items[start : start + (batch_size if many else 1)]
         msgs = [to_message(i) for i in chunk]
         host.invoke(name, **{arg: msgs if many else msgs[0]})  # raises → cursor stays → retried
         _cursors[base] = int(chunk[-1]["sequenceNumber"])

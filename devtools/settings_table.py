@@ -73,7 +73,9 @@ def rows() -> list[tuple[str, str, str, str]]:
         out.append((field_name, _default(field), field.description or "", azure_source(field_name)))
     for name in BINDING_SETTINGS:
         if name not in Settings.model_fields:
-            out.append((name, "—", _EXTRA_PURPOSE.get(name, "Binding setting resolved by the host."), azure_source(name)))
+            out.append(
+                (name, "—", _EXTRA_PURPOSE.get(name, "Binding setting resolved by the host."), azure_source(name))
+            )
     return out
 
 

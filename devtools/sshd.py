@@ -85,8 +85,16 @@ class OpenSshd:
             d.mkdir(mode=0o755)
             os.chown(d, 0, 0)
             os.chmod(d, 0o755)
-        self._run("/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", "/",
-                  "--shell", "/usr/sbin/nologin", self.username)
+        self._run(
+            "/usr/sbin/useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/",
+            "--shell",
+            "/usr/sbin/nologin",
+            self.username,
+        )
         self._user_created = True
         self._run("/usr/sbin/usermod", "-p", "*", self.username)
         import pwd
@@ -125,8 +133,7 @@ Match User {self.username}
     PermitTTY no
 """
         )
-        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30,
-                               check=False)
+        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30, check=False)
         if check.returncode != 0:
             raise RuntimeError(f"sshd -t rejected the config: {check.stderr.strip()}")
         log = self.log_file.open("wb")

@@ -34,8 +34,9 @@ def idrott_persons_put(req: func.HttpRequest, context: func.Context) -> func.Htt
     return http(put_persons, req, context)
 
 
-@bp.route(route="idrottonline/clubs/{clubId}/persons/{externalId}", methods=["DELETE"],
-          auth_level=func.AuthLevel.FUNCTION)
+@bp.route(
+    route="idrottonline/clubs/{clubId}/persons/{externalId}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION
+)
 def idrott_person_delete(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.idrott.api import delete_person
 
@@ -49,8 +50,9 @@ def idrott_activities_put(req: func.HttpRequest, context: func.Context) -> func.
     return http(put_activities, req, context)
 
 
-@bp.route(route="idrottonline/clubs/{clubId}/activities/{activityId}", methods=["DELETE"],
-          auth_level=func.AuthLevel.FUNCTION)
+@bp.route(
+    route="idrottonline/clubs/{clubId}/activities/{activityId}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION
+)
 def idrott_activity_delete(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.idrott.api import delete_activity
 
@@ -80,8 +82,7 @@ def idrott_export_preview(req: func.HttpRequest, context: func.Context) -> func.
 
 
 # ---- nightly export -------------------------------------------------------------------------------
-@bp.timer_trigger(arg_name="timer", schedule="%IDROTTONLINE_EXPORT_SCHEDULE%", run_on_startup=False,
-                  use_monitor=True)
+@bp.timer_trigger(arg_name="timer", schedule="%IDROTTONLINE_EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def idrott_export_timer(timer: func.TimerRequest) -> None:
     from shared.idrott.export import run_scheduled
 

@@ -18,8 +18,13 @@ bp = func.Blueprint()
 
 
 @bp.function_name("nif_queue")
-@bp.service_bus_queue_trigger(arg_name="msgs", queue_name="%NIF_QUEUE_NAME%", connection="NifServiceBus",
-                              cardinality=func.Cardinality.MANY, data_type=func.DataType.BINARY)
+@bp.service_bus_queue_trigger(
+    arg_name="msgs",
+    queue_name="%NIF_QUEUE_NAME%",
+    connection="NifServiceBus",
+    cardinality=func.Cardinality.MANY,
+    data_type=func.DataType.BINARY,
+)
 # typing.List, not list[...]: azure-functions-runtime 1.3.0 refuses a PEP 585 annotation on a
 # binding ("invalid non-type annotation") and the function would not load.
 def nif_queue(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006

@@ -73,9 +73,7 @@ class ClubIn(BaseModel):
     nif_organisation_id: int | None = Field(None, ge=1, description="NIF org id (NO clubs).")
     # --- RF / IdrottOnline (SE) ----------------------------------------------------------------
     rf_foreningsnummer: str | None = Field(None, pattern=r"^\d{1,10}$", description="RF föreningsnummer.")
-    organisation_number: str | None = Field(
-        None, description="Swedish organisationsnummer NNNNNN-NNNN (Luhn-checked)."
-    )
+    organisation_number: str | None = Field(None, description="Swedish organisationsnummer NNNNNN-NNNN (Luhn-checked).")
     rf_guid: uuid.UUID | None = Field(None, description="Per-club GUID issued by RF.")
     contact_export: bool = Field(False, description="Send persons' contact details to IdrottOnline.")
     sftp_host: str | None = Field(None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
@@ -119,8 +117,9 @@ class ClubIn(BaseModel):
             ]
         errors = [(path, "required for a Swedish club") for path, value in need if value is None]
         if self.enabled and not (self.sftp_password_secret or self.sftp_private_key_secret):
-            errors.append(("sftpPasswordSecret", ("an enabled Swedish club needs sftpPasswordSecret "
-                                                 "or sftpPrivateKeySecret")))
+            errors.append(
+                ("sftpPasswordSecret", ("an enabled Swedish club needs sftpPasswordSecret or sftpPrivateKeySecret"))
+            )
         return errors
 
 

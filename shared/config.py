@@ -65,9 +65,7 @@ class Settings(BaseSettings):
     NIF_MAX_CONNECTIONS: int = Field(50, ge=1, description="httpx connection pool size for NIF.")
 
     # --- NIF queue ------------------------------------------------------------------------
-    NIF_QUEUE_NAME: str = Field(
-        "nif-entity-changes", description="NIF's Service Bus queue name (trigger binding)."
-    )
+    NIF_QUEUE_NAME: str = Field("nif-entity-changes", description="NIF's Service Bus queue name (trigger binding).")
 
     NifServiceBus: SecretStr | None = Field(
         None,
@@ -99,17 +97,11 @@ class Settings(BaseSettings):
     )
 
     # --- General --------------------------------------------------------------------------
-    LOCAL_TIMEZONE: str = Field(
-        "Europe/Oslo", description="Zone for NIF's 'current year' and other calendar rules."
-    )
+    LOCAL_TIMEZONE: str = Field("Europe/Oslo", description="Zone for NIF's 'current year' and other calendar rules.")
 
     # --- IdrottOnline export --------------------------------------------------------------
-    IDROTTONLINE_EXPORT_SCHEDULE: str = Field(
-        "0 0 2 * * *", description="NCRONTAB (UTC) of the nightly export timer."
-    )
-    IDROTTONLINE_APPLICATION_ID: str = Field(
-        "idrettsbro", description="RF-issued ApplicationId of the vendor system."
-    )
+    IDROTTONLINE_EXPORT_SCHEDULE: str = Field("0 0 2 * * *", description="NCRONTAB (UTC) of the nightly export timer.")
+    IDROTTONLINE_APPLICATION_ID: str = Field("idrettsbro", description="RF-issued ApplicationId of the vendor system.")
     IDROTTONLINE_MAX_FILE_BYTES: int = Field(
         10_000_000, ge=10_000, description="Split a run into files below this size."
     )

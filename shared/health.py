@@ -36,12 +36,18 @@ def ready(req: ApiRequest) -> ApiResponse:
         checks["configuration"] = {"status": "fail", "detail": "invalid settings: " + ", ".join(names)}
         return json_response({"status": "fail", "checks": checks}, 503)
 
-    missing = [name for name, value in (
-        ("NIF_API_BASE_URL", settings.NIF_API_BASE_URL),
-        ("NIF_SUBSCRIPTION_KEY", settings.NIF_SUBSCRIPTION_KEY),
-        ("DATA_TABLES_CONNECTION or DATA_TABLES_ENDPOINT",
-         settings.DATA_TABLES_CONNECTION or settings.DATA_TABLES_ENDPOINT),
-    ) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("NIF_API_BASE_URL", settings.NIF_API_BASE_URL),
+            ("NIF_SUBSCRIPTION_KEY", settings.NIF_SUBSCRIPTION_KEY),
+            (
+                "DATA_TABLES_CONNECTION or DATA_TABLES_ENDPOINT",
+                settings.DATA_TABLES_CONNECTION or settings.DATA_TABLES_ENDPOINT,
+            ),
+        )
+        if not value
+    ]
     checks["configuration"] = (
         {"status": "fail", "detail": "missing: " + ", ".join(missing)} if missing else {"status": "pass"}
     )
@@ -57,5 +63,8 @@ def ready(req: ApiRequest) -> ApiResponse:
     else:
         checks["tableStorage"] = {"status": "fail", "detail": "not configured"}
     ok = all(c["status"] == "pass" for c in checks.values())
-    return json_response({"status": "pass" if ok else "fail", "checks": checks}, 200 if ok else 503,
-                         headers={"Cache-Control": "no-store"})
+    return json_response(
+        {"status": "pass" if ok else "fail", "checks": checks},
+        200 if ok else 503,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -45,8 +45,15 @@ class ApiRequest:
             raise bad_request(f"Missing route parameter '{name}'.")
         return value
 
-    def int_param(self, name: str, *, where: str = "route", default: int | None = None,
-                  minimum: int | None = None, maximum: int | None = None) -> int:
+    def int_param(
+        self,
+        name: str,
+        *,
+        where: str = "route",
+        default: int | None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
         """An integer route or query parameter; a 400/422 problem when it isn't one."""
         source = self.route_params if where == "route" else self.params
         raw = source.get(name)
@@ -61,8 +68,10 @@ class ApiRequest:
                 errors=[FieldError(name, "must be an integer")],
             )
         value = int(raw)
-        if not (-_INT_MAX <= value <= _INT_MAX) or (minimum is not None and value < minimum) or (
-            maximum is not None and value > maximum
+        if (
+            not (-_INT_MAX <= value <= _INT_MAX)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
         ):
             bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
             raise bad_request(
@@ -160,16 +169,22 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
             if isinstance(exc, MissingSetting):
                 log.error("configuration missing: %s", exc.name)
                 return problem_response(
-                    Problem(503, "Service Unavailable", f"The service is not configured: {exc.name}.",
-                            "not-configured"),
+                    Problem(
+                        503, "Service Unavailable", f"The service is not configured: {exc.name}.", "not-configured"
+                    ),
                     instance,
                 )
             if isinstance(exc, ValidationError):
                 return problem_response(from_pydantic(exc), instance)
             log.exception("unhandled error in %s", req.function_name or instance)
             return problem_response(
-                Problem(500, "Internal Server Error", "An unexpected error occurred.", "internal",
-                        extra={"invocationId": req.invocation_id} if req.invocation_id else {}),
+                Problem(
+                    500,
+                    "Internal Server Error",
+                    "An unexpected error occurred.",
+                    "internal",
+                    extra={"invocationId": req.invocation_id} if req.invocation_id else {},
+                ),
                 instance,
             )
     if isinstance(result, ApiResponse):

@@ -54,8 +54,11 @@ _PROBLEM_SCHEMA = {
             "items": {
                 "type": "object",
                 "required": ["path", "message"],
-                "properties": {"path": {"type": "string"}, "message": {"type": "string"},
-                               "code": {"type": ["integer", "string"]}},
+                "properties": {
+                    "path": {"type": "string"},
+                    "message": {"type": "string"},
+                    "code": {"type": ["integer", "string"]},
+                },
             },
         },
     },
@@ -114,8 +117,11 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
         for status, desc in {**defaults, **op.responses}.items():
             responses[str(status)] = {"description": desc, **problem}
         item["responses"] = responses
-        item["security"] = [] if op.auth == "anonymous" else (
-            [{"masterKey": []}] if op.auth == "admin" else [{"functionKey": []}, {"masterKey": []}])
+        item["security"] = (
+            []
+            if op.auth == "anonymous"
+            else ([{"masterKey": []}] if op.auth == "admin" else [{"functionKey": []}, {"masterKey": []}])
+        )
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
@@ -130,8 +136,12 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
             "schemas": components,
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "masterKey": {"type": "apiKey", "in": "header", "name": "x-functions-key",
-                              "description": "Admin-level (host master) key."},
+                "masterKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "Admin-level (host master) key.",
+                },
             },
         },
     }

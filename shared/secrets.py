@@ -72,8 +72,12 @@ class KeyVaultSecretStore:
             from shared.identity import get_credential
 
             self._client = SecretClient(
-                self._vault_url, self._credential or get_credential(),
-                connection_timeout=self._timeout, read_timeout=self._timeout, retry_total=2)
+                self._vault_url,
+                self._credential or get_credential(),
+                connection_timeout=self._timeout,
+                read_timeout=self._timeout,
+                retry_total=2,
+            )
         return self._client
 
     def get(self, name: str) -> str:

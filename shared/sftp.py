@@ -222,7 +222,8 @@ def _classify(exc: BaseException, target: SftpTarget) -> SftpError:
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
         return HostKeyRejected(f"SFTP server {where} host key is not the pinned one; refusing to connect")
     if isinstance(exc, (PermissionError,)) or (
-        isinstance(exc, OSError) and getattr(exc, "errno", None) in (errno.EACCES, errno.ENOENT)
+        isinstance(exc, OSError)
+        and getattr(exc, "errno", None) in (errno.EACCES, errno.ENOENT)
         and not isinstance(exc, (ConnectionError, socket.timeout))
     ):
         return SftpError(f"SFTP server {where} refused the operation: {exc}")
@@ -289,12 +290,14 @@ def upload_files(
         if attempt > attempts:
             break
         if attempt > 1:
-            pause = RETRY_BACKOFF_SECONDS[min(attempt - 2, len(RETRY_BACKOFF_SECONDS) - 1)] \
-                if RETRY_BACKOFF_SECONDS else 0.0
+            pause = (
+                RETRY_BACKOFF_SECONDS[min(attempt - 2, len(RETRY_BACKOFF_SECONDS) - 1)]
+                if RETRY_BACKOFF_SECONDS
+                else 0.0
+            )
             if time.monotonic() + pause >= deadline:
                 raise SftpDeadlineExceeded(f"SFTP deadline reached after {attempt - 1} attempt(s): {last}")
-            log.warning("SFTP attempt %d of %d to %s:%s after: %s", attempt, attempts,
-                        target.host, target.port, last)
+            log.warning("SFTP attempt %d of %d to %s:%s after: %s", attempt, attempts, target.host, target.port, last)
             sleep(pause)
         session = None
         try:
@@ -326,7 +329,6 @@ def upload_files(
     if index < len(files):
         assert last is not None
         raise SftpTransientError(
-            f"SFTP upload gave up after {attempts} attempt(s) with {index} of {len(files)} file(s) "
-            f"uploaded: {last}"
+            f"SFTP upload gave up after {attempts} attempt(s) with {index} of {len(files)} file(s) uploaded: {last}"
         )
     return report

@@ -55,9 +55,7 @@ def escape_key(value: str) -> str:
     if all(_SAFE.match(ch) for ch in value):
         out = value
     else:
-        out = "".join(
-            ch if _SAFE.match(ch) else "".join(f"~{b:02X}" for b in ch.encode("utf-8")) for ch in value
-        )
+        out = "".join(ch if _SAFE.match(ch) else "".join(f"~{b:02X}" for b in ch.encode("utf-8")) for ch in value)
     if len(out.encode("utf-8")) > _MAX_KEY_BYTES:
         raise ValueError("key longer than 1 KiB after escaping")
     return out
@@ -109,10 +107,22 @@ def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
             out[key[: -len(JSON_SUFFIX)]] = json.loads(value)
         elif hasattr(value, "edm_type") and hasattr(value, "value"):
             v = value.value
-            out[key] = int(v) if str(value.edm_type).endswith("INT64") or getattr(value.edm_type, "value", "") == "Edm.Int64" else v
+            out[key] = (
+                int(v)
+                if str(value.edm_type).endswith("INT64") or getattr(value.edm_type, "value", "") == "Edm.Int64"
+                else v
+            )
         elif isinstance(value, datetime):
-            out[key] = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                                value.microsecond, tzinfo=UTC)
+            out[key] = datetime(
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+                tzinfo=UTC,
+            )
         else:
             out[key] = value
     meta = getattr(entity, "metadata", None) or {}
@@ -200,8 +210,9 @@ class Table:
 
         try:
             with _translate(f"get {self.name}"):
-                entity = self._client.get_entity(escape_key(partition_key), escape_key(row_key),
-                                                 select=list(select) if select else None)
+                entity = self._client.get_entity(
+                    escape_key(partition_key), escape_key(row_key), select=list(select) if select else None
+                )
         except StorageError as exc:
             if isinstance(exc.__cause__, ResourceNotFoundError):
                 return None
@@ -227,8 +238,9 @@ class Table:
         from azure.data.tables import UpdateMode
 
         with _translate(f"upsert {self.name}"):
-            meta = self._client.upsert_entity(encode_entity(entity),
-                                              mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE)
+            meta = self._client.upsert_entity(
+                encode_entity(entity), mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE
+            )
         return (meta or {}).get("etag")
 
     def update(self, entity: Mapping[str, Any], *, etag: str, replace: bool = False) -> str | None:
@@ -240,8 +252,11 @@ class Table:
         try:
             with _translate(f"update {self.name}"):
                 meta = self._client.update_entity(
-                    encode_entity(entity), mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE,
-                    etag=etag, match_condition=MatchConditions.IfNotModified)
+                    encode_entity(entity),
+                    mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
         except StorageError as exc:
             if isinstance(exc.__cause__, ResourceNotFoundError):
                 raise Conflict(f"update {self.name}: row vanished") from exc
@@ -258,8 +273,9 @@ class Table:
             self._client.delete_entity(escape_key(partition_key), escape_key(row_key), **kwargs)
 
     # -- queries ------------------------------------------------------------------------
-    def _filter(self, filter: str | None, parameters: Mapping[str, Any] | None,
-                partition_key: str | None) -> tuple[str | None, dict[str, Any]]:
+    def _filter(
+        self, filter: str | None, parameters: Mapping[str, Any] | None, partition_key: str | None
+    ) -> tuple[str | None, dict[str, Any]]:
         params = dict(parameters or {})
         if filter:
             filter = normalize_filter(filter)
@@ -268,8 +284,14 @@ class Table:
             filter = "PartitionKey eq @_pk" + (f" and ( {filter} )" if filter else "")
         return filter, params
 
-    def query(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
-              partition_key: str | None = None, select: Sequence[str] | None = None) -> Iterator[dict]:
+    def query(
+        self,
+        filter: str | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
+        select: Sequence[str] | None = None,
+    ) -> Iterator[dict]:
         """All matching rows, decoded, lazily (storage errors surface while iterating)."""
         flt, params = self._filter(filter, parameters, partition_key)
         sel = list(select) if select else None
@@ -281,9 +303,16 @@ class Table:
             for entity in pager:
                 yield decode_entity(entity)
 
-    def page(self, filter: str | None = None, *, parameters: Mapping[str, Any] | None = None,
-             partition_key: str | None = None, select: Sequence[str] | None = None,
-             page_size: int = 100, continuation: str | None = None) -> tuple[list[dict], str | None]:
+    def page(
+        self,
+        filter: str | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
+        select: Sequence[str] | None = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> tuple[list[dict], str | None]:
         """One page of rows and an opaque continuation token (None at the end)."""
         flt, params = self._filter(filter, parameters, partition_key)
         token = _decode_continuation(continuation)
@@ -324,9 +353,18 @@ class Table:
         client = self._client
         base = f"{client.scheme}://{client._primary_hostname}"  # what the SDK's _batch_send uses
         payload, content_type = build_changeset(base, client.table_name, client.api_version, chunk)
-        request = HttpRequest("POST", f"{base}/$batch", content=payload, headers={
-            "x-ms-version": client.api_version, "DataServiceVersion": "3.0",
-            "MaxDataServiceVersion": "3.0;NetFx", "Content-Type": content_type, "Accept": "application/json"})
+        request = HttpRequest(
+            "POST",
+            f"{base}/$batch",
+            content=payload,
+            headers={
+                "x-ms-version": client.api_version,
+                "DataServiceVersion": "3.0",
+                "MaxDataServiceVersion": "3.0;NetFx",
+                "Content-Type": content_type,
+                "Accept": "application/json",
+            },
+        )
         with _translate(f"transaction {self.name}"):
             response = client._client.send_request(request, stream=True)
             raw = response.read()
@@ -359,13 +397,18 @@ def changeset_failure(raw: bytes) -> tuple[int | None, str]:
     for m in _PART_STATUS.finditer(raw):
         status = int(m.group(1))
         if not 200 <= status < 300:
-            return status, _error_code(raw[m.end():])
+            return status, _error_code(raw[m.end() :])
     return None, ""
 
 
-def build_changeset(base_url: str, table_name: str, api_version: str,
-                    chunk: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
-                    *, boundary: str | None = None) -> tuple[bytes, str]:
+def build_changeset(
+    base_url: str,
+    table_name: str,
+    api_version: str,
+    chunk: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    boundary: str | None = None,
+) -> tuple[bytes, str]:
     """The body and Content-Type of a ``$batch`` request holding one changeset.
 
     Mirrors azure-data-tables 12.7's ``TableBatchOperations`` + ``_batch_send`` (same methods:
@@ -407,9 +450,10 @@ def build_changeset(base_url: str, table_name: str, api_version: str,
         if if_match:
             headers.append(f"If-Match: {if_match}")
         headers += [f"x-ms-date: {date}", f"Date: {date}"]
-        out.append(f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                   f"Content-ID: {i}\r\n\r\n{method} {url} HTTP/1.1\r\n" + "\r\n".join(headers)
-                   + f"\r\n\r\n{body}\r\n")
+        out.append(
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {i}\r\n\r\n{method} {url} HTTP/1.1\r\n" + "\r\n".join(headers) + f"\r\n\r\n{body}\r\n"
+        )
     out.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
     return "".join(out).encode("utf-8"), f"multipart/mixed; boundary={batch}"
 
@@ -448,8 +492,15 @@ def plan_batches(operations: Iterable[tuple]) -> list[list[tuple[str, Mapping[st
 class TableStore:
     """Table service client + per-name Table cache. Built from Settings by :func:`get_table_store`."""
 
-    def __init__(self, *, connection_string: str | None = None, endpoint: str | None = None,
-                 prefix: str = "", timeout: float = 10.0, credential: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        endpoint: str | None = None,
+        prefix: str = "",
+        timeout: float = 10.0,
+        credential: Any = None,
+    ) -> None:
         if not connection_string and not endpoint:
             from shared.config import MissingSetting
 
@@ -464,8 +515,13 @@ class TableStore:
         self._lock = threading.Lock()
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"connection_timeout": self._timeout, "read_timeout": self._timeout, "retry_total": 2,
-                "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
+        return {
+            "connection_timeout": self._timeout,
+            "read_timeout": self._timeout,
+            "retry_total": 2,
+            "retry_backoff_factor": 0.2,
+            "retry_backoff_max": 2,
+        }
 
     @property
     def service(self) -> Any:
@@ -474,7 +530,8 @@ class TableStore:
 
             if self._connection_string:
                 self._service = TableServiceClient.from_connection_string(
-                    self._connection_string, **self._client_kwargs())
+                    self._connection_string, **self._client_kwargs()
+                )
             else:
                 credential = self._credential
                 if credential is None:
@@ -482,8 +539,9 @@ class TableStore:
 
                     credential = get_credential()
                 assert self._endpoint, "__init__ requires a connection string or an endpoint"
-                self._service = TableServiceClient(endpoint=self._endpoint, credential=credential,
-                                                   **self._client_kwargs())
+                self._service = TableServiceClient(
+                    endpoint=self._endpoint, credential=credential, **self._client_kwargs()
+                )
         return self._service
 
     def full_name(self, name: str) -> str:

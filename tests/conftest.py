@@ -162,4 +162,3 @@ def app_host():
     host = LocalHost()
     SENSITIVE.add(host.function_key, host.master_key)
     return host
-

@@ -24,8 +24,15 @@ def pnr(year: int, month: int, day: int, serial: int, *, female: bool = False) -
     return f"{year:04d}{month:02d}{day:02d}-{s:03d}{luhn_check_digit(nine)}"
 
 
-def person(ext: str, *, year: int = 2012, serial: int = 1, female: bool = False, first: str = "Alva",
-           sports: list[int] | None = None) -> dict:
+def person(
+    ext: str,
+    *,
+    year: int = 2012,
+    serial: int = 1,
+    female: bool = False,
+    first: str = "Alva",
+    sports: list[int] | None = None,
+) -> dict:
     return {
         "externalId": ext,
         "personnummer": pnr(year, 3, 14, serial, female=female),
@@ -36,8 +43,16 @@ def person(ext: str, *, year: int = 2012, serial: int = 1, female: bool = False,
     }
 
 
-def activity(aid: str, participants: list[str], *, leader: str | None = None, start: datetime | None = None,
-             minutes: int = 90, type_id: int = 1, sport: int = 7) -> dict:
+def activity(
+    aid: str,
+    participants: list[str],
+    *,
+    leader: str | None = None,
+    start: datetime | None = None,
+    minutes: int = 90,
+    type_id: int = 1,
+    sport: int = 7,
+) -> dict:
     start = start or datetime.now(UTC).replace(microsecond=0, second=0, minute=0) - timedelta(days=1)
     parts = [{"personId": p} for p in participants]
     if leader:

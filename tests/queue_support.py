@@ -28,8 +28,14 @@ def body_bytes(item: dict[str, Any]) -> bytes:
     return json.dumps(item["body"], ensure_ascii=False).encode()
 
 
-def sb_message(item: dict[str, Any], seq: int, *, delivery_count: int = 1, props_as: str = "native",
-               enqueued: datetime | None = None) -> ServiceBusMessage:
+def sb_message(
+    item: dict[str, Any],
+    seq: int,
+    *,
+    delivery_count: int = 1,
+    props_as: str = "native",
+    enqueued: datetime | None = None,
+) -> ServiceBusMessage:
     """A full ServiceBusMessage; ``props_as`` = native | str | bytes (how the SDK may deliver them)."""
     props = dict(item["properties"])
     if props_as == "str":
@@ -37,9 +43,15 @@ def sb_message(item: dict[str, Any], seq: int, *, delivery_count: int = 1, props
     elif props_as == "bytes":
         props = {k: str(v).encode() for k, v in props.items()}
     return ServiceBusMessage(
-        body=body_bytes(item), message_id=item.get("messageId") or f"msg-{seq}", sequence_number=seq,
-        enqueued_time_utc=enqueued or (T0 + timedelta(milliseconds=seq)), delivery_count=delivery_count,
-        content_type="application/json", application_properties=props, user_properties={})
+        body=body_bytes(item),
+        message_id=item.get("messageId") or f"msg-{seq}",
+        sequence_number=seq,
+        enqueued_time_utc=enqueued or (T0 + timedelta(milliseconds=seq)),
+        delivery_count=delivery_count,
+        content_type="application/json",
+        application_properties=props,
+        user_properties={},
+    )
 
 
 def messages(items: list[dict[str, Any]], start: int = 1) -> list[ServiceBusMessage]:

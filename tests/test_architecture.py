@@ -60,10 +60,26 @@ KNOWN_ENV_READS: dict[tuple[str, int], str] = {}
 # --- import-time work -------------------------------------------------------------------------
 #: Calls that must not run at import time in shared/ (I/O, settings reads, client creation).
 IMPORT_TIME_CALLS = {
-    "get_settings", "get_table_store", "get_secret_store", "get_client", "get_processor",
-    "TableServiceClient", "TableClient", "SecretClient", "DefaultAzureCredential", "ManagedIdentityCredential",
-    "ServiceBusClient", "SSHClient", "Transport", "SFTPClient", "connect",
-    "Client", "AsyncClient", "HTTPTransport", "open", "urlopen",
+    "get_settings",
+    "get_table_store",
+    "get_secret_store",
+    "get_client",
+    "get_processor",
+    "TableServiceClient",
+    "TableClient",
+    "SecretClient",
+    "DefaultAzureCredential",
+    "ManagedIdentityCredential",
+    "ServiceBusClient",
+    "SSHClient",
+    "Transport",
+    "SFTPClient",
+    "connect",
+    "Client",
+    "AsyncClient",
+    "HTTPTransport",
+    "open",
+    "urlopen",
 }
 #: Modules whose attributes may not be called at import time at all (``paramiko.anything()``).
 IMPORT_TIME_MODULES = {"httpx", "paramiko", "asyncssh", "requests", "socket"}
@@ -218,11 +234,12 @@ def test_pure_core_imports_no_sdk_http_or_ssh(module: str) -> None:
 
 @pytest.mark.parametrize("module", _pure_modules())
 def test_pure_core_imports_heavy_libraries_lazily(module: str) -> None:
-    eager = [f"{module}:{line} imports {m} at module level" for m, line, lazy in imports_of(module)
-             if _top(m) in LAZY_ONLY_IN_CORE and not lazy]
-    assert not eager, (
-        "Import lxml inside the function that needs it (keeps cold start low):\n  " + "\n  ".join(eager)
-    )
+    eager = [
+        f"{module}:{line} imports {m} at module level"
+        for m, line, lazy in imports_of(module)
+        if _top(m) in LAZY_ONLY_IN_CORE and not lazy
+    ]
+    assert not eager, "Import lxml inside the function that needs it (keeps cold start low):\n  " + "\n  ".join(eager)
 
 
 def test_pure_core_list_is_current() -> None:
@@ -245,8 +262,11 @@ def _allowed_in_functions(module: str, path: str) -> bool:
 
 @pytest.mark.parametrize("path", FUNCTION_MODULES)
 def test_functions_import_only_glue_at_module_level(path: str) -> None:
-    bad = [f"{path}:{line} imports {m}" for m, line, lazy in imports_of(path)
-           if not lazy and not _allowed_in_functions(m, path)]
+    bad = [
+        f"{path}:{line} imports {m}"
+        for m, line, lazy in imports_of(path)
+        if not lazy and not _allowed_in_functions(m, path)
+    ]
     assert not bad, (
         "functions/ modules import only azure.functions, typing, functions._glue and stdlib basics at module "
         "level; import the handler from shared/ inside the function body instead (as lazy, and followable):\n  "
@@ -278,8 +298,11 @@ def test_function_bodies_import_their_handler_from_shared(path: str) -> None:
     for node in ast.walk(tree_of(path)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
             lazy = [n for n in node.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("shared.")]
-            strings = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                       and n.value.startswith("shared.")]
+            strings = [
+                n.value
+                for n in ast.walk(node)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("shared.")
+            ]
             if not lazy or strings:
                 missing.append(f"{path}:{node.lineno} {node.name}")
     assert not missing, "import the handler from shared/ inside the body:\n  " + "\n  ".join(missing)
@@ -296,8 +319,12 @@ def _deployed_files() -> list[Path]:
 
 
 def test_deployed_code_never_imports_devtools() -> None:
-    bad = [f"{rel(p)}:{line} imports {m}" for p in _deployed_files()
-           for m, line, _lazy in imports_of(rel(p)) if _top(m) == "devtools"]
+    bad = [
+        f"{rel(p)}:{line} imports {m}"
+        for p in _deployed_files()
+        for m, line, _lazy in imports_of(rel(p))
+        if _top(m) == "devtools"
+    ]
     assert not bad, (
         "devtools/ is local only and excluded by .funcignore; deployed code (function_app.py, functions/, "
         "shared/) must not import it. Move what is needed into shared/ or inject it from the test:\n  "
@@ -309,8 +336,12 @@ def test_deployed_code_never_imports_devtools() -> None:
 def _env_reads(path: str) -> list[int]:
     lines = []
     for node in ast.walk(tree_of(path)):
-        if isinstance(node, ast.Attribute) and _dotted(node) in ("os.environ", "os.getenv", "os.environb") or isinstance(node, ast.ImportFrom) and node.module == "os" and any(
-            a.name in ("environ", "getenv", "environb") for a in node.names
+        if (
+            isinstance(node, ast.Attribute)
+            and _dotted(node) in ("os.environ", "os.getenv", "os.environb")
+            or isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in ("environ", "getenv", "environb") for a in node.names)
         ):
             lines.append(node.lineno)
     return lines

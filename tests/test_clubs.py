@@ -14,9 +14,16 @@ ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okW
 
 
 def _se(**kw) -> dict:
-    base = {"country": "SE", "rfForeningsnummer": "123", "organisationNumber": ORGNR, "rfGuid": str(uuid.uuid4()),
-            "sftpHost": "sftp.example.se", "sftpUsername": "club", "sftpHostKey": ED25519,
-            "sftpPasswordSecret": "sftp-password-c1"}
+    base = {
+        "country": "SE",
+        "rfForeningsnummer": "123",
+        "organisationNumber": ORGNR,
+        "rfGuid": str(uuid.uuid4()),
+        "sftpHost": "sftp.example.se",
+        "sftpUsername": "club",
+        "sftpHostKey": ED25519,
+        "sftpPasswordSecret": "sftp-password-c1",
+    }
     base.update(kw)
     return base
 
@@ -27,14 +34,28 @@ def test_valid_se_club_and_camel_case():
     assert c.model_dump(by_alias=True)["sftpHostKey"] == ED25519
 
 
-@pytest.mark.parametrize("field,value", [
-    ("organisationNumber", "8020000009"), ("organisationNumber", "802000-0001"), ("organisationNumber", "802000-00091"),
-    ("sftpHostKey", "ssh-ed25519"), ("sftpHostKey", "ssh-ed25519 !!!"), ("sftpHostKey", "ssh-dss AAAA"),
-    ("sftpHostKey", "ssh-rsa " + ED25519.split()[1]), ("sftpHostKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"),
-    ("rfGuid", "not-a-guid"), ("sftpPort", 0), ("sftpPort", 65536), ("country", "DK"),
-    ("sftpPasswordSecret", "has space"), ("sftpPasswordSecret", "under_score"), ("sftpUsername", "a b"),
-    ("rfForeningsnummer", "12a"), ("unknownField", 1),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("organisationNumber", "8020000009"),
+        ("organisationNumber", "802000-0001"),
+        ("organisationNumber", "802000-00091"),
+        ("sftpHostKey", "ssh-ed25519"),
+        ("sftpHostKey", "ssh-ed25519 !!!"),
+        ("sftpHostKey", "ssh-dss AAAA"),
+        ("sftpHostKey", "ssh-rsa " + ED25519.split()[1]),
+        ("sftpHostKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"),
+        ("rfGuid", "not-a-guid"),
+        ("sftpPort", 0),
+        ("sftpPort", 65536),
+        ("country", "DK"),
+        ("sftpPasswordSecret", "has space"),
+        ("sftpPasswordSecret", "under_score"),
+        ("sftpUsername", "a b"),
+        ("rfForeningsnummer", "12a"),
+        ("unknownField", 1),
+    ],
+)
 def test_invalid_fields(field, value):
     with pytest.raises(ValidationError) as err:
         clubs.ClubIn.model_validate(_se(**{field: value}))
@@ -44,10 +65,16 @@ def test_invalid_fields(field, value):
 def test_country_rules():
     c = clubs.ClubIn.model_validate({"country": "SE"})
     paths = {p for p, _ in c.country_errors()}
-    assert paths == {"rfForeningsnummer", "organisationNumber", "rfGuid", "sftpHost", "sftpUsername",
-                     "sftpHostKey", "sftpPasswordSecret"}
-    disabled = clubs.ClubIn.model_validate(_se(enabled=False, sftpHost=None, sftpHostKey=None,
-                                               sftpPasswordSecret=None))
+    assert paths == {
+        "rfForeningsnummer",
+        "organisationNumber",
+        "rfGuid",
+        "sftpHost",
+        "sftpUsername",
+        "sftpHostKey",
+        "sftpPasswordSecret",
+    }
+    disabled = clubs.ClubIn.model_validate(_se(enabled=False, sftpHost=None, sftpHostKey=None, sftpPasswordSecret=None))
     assert disabled.country_errors() == []
     assert clubs.ClubIn.model_validate({"country": "NO"}).country_errors() == []
     key_only = clubs.ClubIn.model_validate(_se(sftpPasswordSecret=None, sftpPrivateKeySecret="sftp-key-c1"))

@@ -30,9 +30,17 @@ def test_settings_are_cached_until_reset(env) -> None:
     assert get_settings() is first and first.LOCAL_TIMEZONE == "Europe/Stockholm"
 
 
-@pytest.mark.parametrize("name,value", [("NIF_TOKEN_MODE", "portal"), ("NIF_API_VERSION", "zero"),
-                                        ("LOCAL_TIMEZONE", "Mars/Olympus_Mons"), ("LOCAL_TIMEZONE", "../etc"),
-                                        ("DATA_TABLES_PREFIX", "1bad"), ("IDROTTONLINE_MAX_FILE_BYTES", "5")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("NIF_TOKEN_MODE", "portal"),
+        ("NIF_API_VERSION", "zero"),
+        ("LOCAL_TIMEZONE", "Mars/Olympus_Mons"),
+        ("LOCAL_TIMEZONE", "../etc"),
+        ("DATA_TABLES_PREFIX", "1bad"),
+        ("IDROTTONLINE_MAX_FILE_BYTES", "5"),
+    ],
+)
 def test_invalid_values_are_refused(env, name: str, value: str) -> None:
     env.set(**{name: value})
     with pytest.raises(ValidationError):

@@ -29,8 +29,14 @@ def _problem(res) -> dict:
 
 
 def test_problem_shape_with_nif_code_and_field_paths() -> None:
-    p = Problem(422, "Unprocessable Content", "bad", "nif-validation", nif_code=1010,
-                errors=[FieldError("person.email", "required", 1010)])
+    p = Problem(
+        422,
+        "Unprocessable Content",
+        "bad",
+        "nif-validation",
+        nif_code=1010,
+        errors=[FieldError("person.email", "required", 1010)],
+    )
     res = dispatch(lambda r: (_ for _ in ()).throw(p), _req())
     body = _problem(res)
     assert res.status == 422 and body["nifCode"] == 1010
@@ -38,9 +44,19 @@ def test_problem_shape_with_nif_code_and_field_paths() -> None:
     assert body["instance"] == "http://h/api/x"
 
 
-@pytest.mark.parametrize("raw,status", [(b"", 400), (b"{", 400), (b"\xff\xfe", 400), (b"[" * 100000, 400),
-                                        (b'{"name": "ok"}', 422), (b'{"name": "toolong", "count": "x"}', 422),
-                                        (b'"just a string"', 422), (b"null", 422)])
+@pytest.mark.parametrize(
+    "raw,status",
+    [
+        (b"", 400),
+        (b"{", 400),
+        (b"\xff\xfe", 400),
+        (b"[" * 100000, 400),
+        (b'{"name": "ok"}', 422),
+        (b'{"name": "toolong", "count": "x"}', 422),
+        (b'"just a string"', 422),
+        (b"null", 422),
+    ],
+)
 def test_malformed_bodies_are_client_errors(raw: bytes, status: int) -> None:
     res = dispatch(lambda r: r.json_body(Item), _req(raw))
     body = _problem(res)

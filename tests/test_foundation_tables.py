@@ -11,8 +11,22 @@ from shared.tables import Conflict, TableStore, TransientStorageError, escape_ke
 from tests.support import run_in_threads
 
 
-@pytest.mark.parametrize("raw", ["plain-Key_1.2", "a/b", "back\\slash", "hash#tag", "what?", "tab\tnew\nline",
-                                 "tilde~7E", "æøå ÆØÅ", "emoji 🏒", "", "'quoted'"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "plain-Key_1.2",
+        "a/b",
+        "back\\slash",
+        "hash#tag",
+        "what?",
+        "tab\tnew\nline",
+        "tilde~7E",
+        "æøå ÆØÅ",
+        "emoji 🏒",
+        "",
+        "'quoted'",
+    ],
+)
 def test_escape_round_trip_and_legal(raw: str) -> None:
     escaped = escape_key(raw)
     assert unescape_key(escaped) == raw
@@ -56,8 +70,18 @@ def test_plan_batches_splits_by_payload_size() -> None:
 def test_round_trip_types(storage: TableStore) -> None:
     t = storage.table("Types")
     when = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
-    entity = {"PartitionKey": "club/1", "RowKey": "row#1", "big": 2**53 + 1, "neg": -(2**40), "small": 7,
-              "when": when, "doc": {"a": [1, "x"], "b": None}, "flag": False, "ratio": 0.25, "raw": b"\x00\x01"}
+    entity = {
+        "PartitionKey": "club/1",
+        "RowKey": "row#1",
+        "big": 2**53 + 1,
+        "neg": -(2**40),
+        "small": 7,
+        "when": when,
+        "doc": {"a": [1, "x"], "b": None},
+        "flag": False,
+        "ratio": 0.25,
+        "raw": b"\x00\x01",
+    }
     assert t.insert(entity) is True
     got = t.get("club/1", "row#1")
     assert got["big"] == 2**53 + 1 and isinstance(got["big"], int)
@@ -123,8 +147,10 @@ def test_merge_vs_replace(storage: TableStore) -> None:
 
 def test_submit_chunks_over_100_same_partition(storage: TableStore) -> None:
     t = storage.table("Batch")
-    sent = t.submit([("upsert", {"PartitionKey": "club/7", "RowKey": f"{i:05d}", "v": i}) for i in range(257)]
-                    + [("upsert", {"PartitionKey": "other", "RowKey": "x", "v": 1})])
+    sent = t.submit(
+        [("upsert", {"PartitionKey": "club/7", "RowKey": f"{i:05d}", "v": i}) for i in range(257)]
+        + [("upsert", {"PartitionKey": "other", "RowKey": "x", "v": 1})]
+    )
     assert sent == 258
     assert len(list(t.query(partition_key="club/7"))) == 257
 
@@ -214,11 +240,23 @@ def test_changeset_is_the_sdk_serialisation(storage: TableStore) -> None:
     from shared.tables import build_changeset, plan_batches
 
     t = storage.table("Wire")
-    etag = t.upsert({"PartitionKey": "club/1", "RowKey": "u'1", "v": 0}) or '*'
+    etag = t.upsert({"PartitionKey": "club/1", "RowKey": "u'1", "v": 0}) or "*"
     when = datetime(2026, 5, 17, 8, 0, tzinfo=UTC)
     ops = [
-        ("create", {"PartitionKey": "club/1", "RowKey": "c#1", "big": 2**40, "s": "æøå 'q'", "when": when,
-                    "doc": {"a": [1]}, "flag": True, "ratio": 0.5, "raw": b"\x00\xff"}),
+        (
+            "create",
+            {
+                "PartitionKey": "club/1",
+                "RowKey": "c#1",
+                "big": 2**40,
+                "s": "æøå 'q'",
+                "when": when,
+                "doc": {"a": [1]},
+                "flag": True,
+                "ratio": 0.5,
+                "raw": b"\x00\xff",
+            },
+        ),
         ("upsert", {"PartitionKey": "club/1", "RowKey": "m?1", "v": 1}),
         ("upsert", {"PartitionKey": "club/1", "RowKey": "r 1", "v": 1}, {"replace": True}),
         ("update", {"PartitionKey": "club/1", "RowKey": "u'1", "v": 2}, {"etag": etag, "replace": True}),
@@ -229,11 +267,13 @@ def test_changeset_is_the_sdk_serialisation(storage: TableStore) -> None:
     [chunk] = plan_batches(ops)
     captured: list[bytes] = []
     with contextlib.suppress(Exception):  # the captured request matters; Azurite may refuse the made-up etags
-        t._client.submit_transaction([_sdk_form(op, e, o) for op, e, o in chunk],
-                                     raw_request_hook=lambda r: captured.append(r.http_request.body))
+        t._client.submit_transaction(
+            [_sdk_form(op, e, o) for op, e, o in chunk], raw_request_hook=lambda r: captured.append(r.http_request.body)
+        )
     client = t._client
-    ours, content_type = build_changeset(f"{client.scheme}://{client._primary_hostname}", client.table_name,
-                                         client.api_version, chunk)
+    ours, content_type = build_changeset(
+        f"{client.scheme}://{client._primary_hostname}", client.table_name, client.api_version, chunk
+    )
     assert content_type.startswith("multipart/mixed; boundary=batch_")
     sdk_parts, our_parts = _parts(captured[0]), _parts(ours)
     assert len(sdk_parts) == len(our_parts) == len(ops)
@@ -248,8 +288,10 @@ def test_changeset_failure_parsing() -> None:
 
     ok = b"--x\r\nHTTP/1.1 204 No Content\r\n\r\n--x\r\nHTTP/1.1 201 Created\r\n\r\n{}"
     assert changeset_failure(ok) == (None, "")
-    bad = (b"--x\r\nHTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n"
-           b'{"odata.error":{"code":"EntityAlreadyExists","message":{"value":"1:exists"}}}')
+    bad = (
+        b"--x\r\nHTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n"
+        b'{"odata.error":{"code":"EntityAlreadyExists","message":{"value":"1:exists"}}}'
+    )
     assert changeset_failure(bad) == (409, "EntityAlreadyExists")
 
 

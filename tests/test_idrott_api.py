@@ -49,8 +49,12 @@ def test_bindings(host):
     timer = host.functions["idrott_export_timer"].trigger
     assert timer["schedule"] == "%IDROTTONLINE_EXPORT_SCHEDULE%"
     assert timer.get("runOnStartup") in (False, None) and timer.get("useMonitor") is True
-    routes = {(r.route, m): r.auth_level for r in host.routes for m in r.methods
-              if r.route.startswith(("clubs", "idrottonline"))}
+    routes = {
+        (r.route, m): r.auth_level
+        for r in host.routes
+        for m in r.methods
+        if r.route.startswith(("clubs", "idrottonline"))
+    }
     assert routes == {
         ("clubs/{clubId}", "PUT"): "admin",
         ("clubs/{clubId}", "GET"): "admin",
@@ -86,8 +90,7 @@ def test_end_to_end_intake_preview_export_delta(host, srv, sensitive, caplog):
     res = host.request("PUT", f"{BASE}/c1/persons", json_body=persons)
     assert res.status_code == 200, res.get_body()
     assert _json(res)["stored"] == 5
-    acts = [activity("t1", [f"m{i}" for i in range(4)], leader="coach"),
-            activity("t2", ["m0"], minutes=30)]
+    acts = [activity("t1", [f"m{i}" for i in range(4)], leader="coach"), activity("t2", ["m0"], minutes=30)]
     res = host.request("PUT", f"{BASE}/c1/activities", json_body=acts)
     assert res.status_code == 200, res.get_body()
 
@@ -95,7 +98,7 @@ def test_end_to_end_intake_preview_export_delta(host, srv, sensitive, caplog):
     assert res.status_code == 200, res.get_body()
     pv = _json(res)
     assert pv["fullLoad"] and pv["persons"] == 5 and pv["activities"] == 2
-    assert "<Import Version=\"1\">" in pv["files"][0]["xml"]
+    assert '<Import Version="1">' in pv["files"][0]["xml"]
     prog = {a["activityId"]: a for a in pv["lokPrognosis"]["activities"]}
     assert pv["lokPrognosis"]["advisory"] is True
     assert prog["t1"]["eligible"] is True
@@ -161,8 +164,12 @@ def test_bulk_partial_validation(host, srv, sensitive):
     _put_club(host, srv)
     good = person("ok1", serial=3)
     bad_pnr = dict(person("bad1", serial=4), personnummer=good["personnummer"] + " ")  # trailing space
-    bad_luhn = dict(person("bad2", serial=5), personnummer=good["personnummer"][:-1] + "0"
-                    if not good["personnummer"].endswith("0") else good["personnummer"][:-1] + "1")
+    bad_luhn = dict(
+        person("bad2", serial=5),
+        personnummer=good["personnummer"][:-1] + "0"
+        if not good["personnummer"].endswith("0")
+        else good["personnummer"][:-1] + "1",
+    )
     wrong_gender = dict(person("bad3", serial=6), gender="female")
     foreign_se = {**person("bad4"), "personnummer": None, "nationality": "SE", "birthDate": "2010-01-01"}
     foreign_ok = {**person("f1"), "personnummer": None, "nationality": "NO", "birthDate": "2010-01-01"}
@@ -175,8 +182,14 @@ def test_bulk_partial_validation(host, srv, sensitive):
     assert res.headers["Content-Type"].startswith("application/problem+json")
     p = _json(res)
     paths = {e["path"] for e in p["errors"]}
-    assert {"[1].personnummer", "[2].personnummer", "[3].gender", "[4].nationality", "[6].sports",
-            "[7].externalId"} <= paths
+    assert {
+        "[1].personnummer",
+        "[2].personnummer",
+        "[3].gender",
+        "[4].nationality",
+        "[6].sports",
+        "[7].externalId",
+    } <= paths
     assert any(x.startswith("[8]") for x in paths)
     assert [s["index"] for s in p["stored"]] == [0, 5]
     assert [r["index"] for r in p["rejected"]] == [1, 2, 3, 4, 6, 7, 8]
@@ -186,9 +199,13 @@ def test_bulk_partial_validation(host, srv, sensitive):
         if isinstance(v, dict) and v.get("personnummer"):
             assert v["personnummer"].strip() not in text
     # activities: participants must resolve, end after start, TypeId 1-9, venue
-    acts = [activity("a1", ["ok1", "f1"]), activity("a2", ["ok1", "ghost"]),
-            {**activity("a3", ["ok1"]), "typeId": 10}, {**activity("a4", ["ok1"]), "venueName": " "},
-            {**activity("a5", ["ok1"]), "endTime": activity("a5", ["ok1"])["startTime"]}]
+    acts = [
+        activity("a1", ["ok1", "f1"]),
+        activity("a2", ["ok1", "ghost"]),
+        {**activity("a3", ["ok1"]), "typeId": 10},
+        {**activity("a4", ["ok1"]), "venueName": " "},
+        {**activity("a5", ["ok1"]), "endTime": activity("a5", ["ok1"])["startTime"]},
+    ]
     res = host.request("PUT", f"{BASE}/c1/activities", json_body={"activities": acts})
     assert res.status_code == 422
     p = _json(res)
@@ -198,12 +215,31 @@ def test_bulk_partial_validation(host, srv, sensitive):
 
 
 MALFORMED = [
-    b"", b"   ", b"{", b"[", b"null", b"true", b"42", b'"text"', b"{}", b"[]", b'{"persons": 5}',
-    b'{"persons": [], "x": 1}', b"[null]", b"[1, 2]", b"[[]]", b'[{"externalId": null}]',
-    b'[{"externalId": "../../etc"}]', b'[{"externalId": "a", "sports": "x"}]',
-    b'[{"externalId": "a", "firstName": "\\u0000"}]', b'[{"externalId": "a", "personnummer": 19900101}]',
-    b'[{"externalId": "a", "personnummer": "1990-01-01"}]', b'[{"externalId": "a", "birthDate": "2020-13-45"}]',
-    b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000, b'[{"externalId": "' + b"x" * 100_000 + b'"}]',
+    b"",
+    b"   ",
+    b"{",
+    b"[",
+    b"null",
+    b"true",
+    b"42",
+    b'"text"',
+    b"{}",
+    b"[]",
+    b'{"persons": 5}',
+    b'{"persons": [], "x": 1}',
+    b"[null]",
+    b"[1, 2]",
+    b"[[]]",
+    b'[{"externalId": null}]',
+    b'[{"externalId": "../../etc"}]',
+    b'[{"externalId": "a", "sports": "x"}]',
+    b'[{"externalId": "a", "firstName": "\\u0000"}]',
+    b'[{"externalId": "a", "personnummer": 19900101}]',
+    b'[{"externalId": "a", "personnummer": "1990-01-01"}]',
+    b'[{"externalId": "a", "birthDate": "2020-13-45"}]',
+    b"\xff\xfe\x00",
+    b"[" * 5000 + b"]" * 5000,
+    b'[{"externalId": "' + b"x" * 100_000 + b'"}]',
     json.dumps([{"externalId": f"p{i}"} for i in range(1001)]).encode(),
     b'[{"externalId": "a", "firstName": "A", "lastName": "B", "gender": "x", "sports": [{"sportId": -1}]}]',
     b'[{"externalId": "a", "firstName": "A", "lastName": "B", "gender": "male", "sports": [{"sportId": 1e400}]}]',
@@ -216,9 +252,15 @@ def test_malformed_bodies_never_5xx(host, srv):
         for body in MALFORMED:
             res = host.request("PUT", f"{BASE}/c1/{path}", body=body, headers={"Content-Type": "application/json"})
             assert 400 <= res.status_code < 500, (path, body[:60], res.status_code, res.get_body()[:300])
-    for body in MALFORMED[:12] + [b'{"country": "SE"}', b'{"country": "SE", "sftpHostKey": "ssh-ed25519 AAAA"}',
-                                  b'{"country": "XX"}', b'{"country": "NO", "sftpPort": 70000}']:
-        res = host.request("PUT", "/api/clubs/c2", body=body, key="master", headers={"Content-Type": "application/json"})
+    for body in MALFORMED[:12] + [
+        b'{"country": "SE"}',
+        b'{"country": "SE", "sftpHostKey": "ssh-ed25519 AAAA"}',
+        b'{"country": "XX"}',
+        b'{"country": "NO", "sftpPort": 70000}',
+    ]:
+        res = host.request(
+            "PUT", "/api/clubs/c2", body=body, key="master", headers={"Content-Type": "application/json"}
+        )
         assert 400 <= res.status_code < 500, (body[:60], res.status_code)
 
 
@@ -239,16 +281,32 @@ def test_wrong_club_and_ids(host, srv):
 def test_club_registry_validation(host, srv):
     body = club_body(srv)
     assert host.request("PUT", "/api/clubs/c1", json_body=body).status_code == 401  # admin only
-    res = host.request("PUT", "/api/clubs/c1", key="master",
-                       json_body={**body, "organisationNumber": "802000-0001", "sftpHostKey": "ssh-ed25519 Zm9v",
-                                  "rfGuid": "nope", "sftpPasswordSecret": "bad name!", "sftpPort": 0})
+    res = host.request(
+        "PUT",
+        "/api/clubs/c1",
+        key="master",
+        json_body={
+            **body,
+            "organisationNumber": "802000-0001",
+            "sftpHostKey": "ssh-ed25519 Zm9v",
+            "rfGuid": "nope",
+            "sftpPasswordSecret": "bad name!",
+            "sftpPort": 0,
+        },
+    )
     assert res.status_code == 422
     paths = {e["path"] for e in _json(res)["errors"]}
     assert {"organisationNumber", "sftpHostKey", "rfGuid", "sftpPasswordSecret", "sftpPort"} <= paths
     res = host.request("PUT", "/api/clubs/c1", key="master", json_body={"country": "SE"})
     paths = {e["path"] for e in _json(res)["errors"]}
-    assert {"rfForeningsnummer", "organisationNumber", "rfGuid", "sftpHost", "sftpHostKey",
-            "sftpPasswordSecret"} <= paths
+    assert {
+        "rfForeningsnummer",
+        "organisationNumber",
+        "rfGuid",
+        "sftpHost",
+        "sftpHostKey",
+        "sftpPasswordSecret",
+    } <= paths
     res = host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "clubId": "other"})
     assert res.status_code == 422
     res = host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "sftpPassword": "x"})

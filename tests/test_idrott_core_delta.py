@@ -17,16 +17,20 @@ def P(key, h="h1", exported=None, tomb=False):
 
 
 def A(key, start, h="h1", exported=None, tomb=False, parts=()):
-    return StoredRecord(key=key, content_hash=h, exported_hash=exported, tombstone=tomb,
-                        start_time=start, participant_ids=tuple(parts))
+    return StoredRecord(
+        key=key, content_hash=h, exported_hash=exported, tombstone=tomb, start_time=start, participant_ids=tuple(parts)
+    )
 
 
-@pytest.mark.parametrize("d,period", [
-    (date(2024, 1, 1), (date(2024, 1, 1), date(2024, 6, 30))),
-    (date(2024, 6, 30), (date(2024, 1, 1), date(2024, 6, 30))),
-    (date(2024, 7, 1), (date(2024, 7, 1), date(2024, 12, 31))),
-    (date(2024, 12, 31), (date(2024, 7, 1), date(2024, 12, 31))),
-])
+@pytest.mark.parametrize(
+    "d,period",
+    [
+        (date(2024, 1, 1), (date(2024, 1, 1), date(2024, 6, 30))),
+        (date(2024, 6, 30), (date(2024, 1, 1), date(2024, 6, 30))),
+        (date(2024, 7, 1), (date(2024, 7, 1), date(2024, 12, 31))),
+        (date(2024, 12, 31), (date(2024, 7, 1), date(2024, 12, 31))),
+    ],
+)
 def test_lok_period(d, period):
     assert lok_period(d) == period
 
@@ -87,13 +91,19 @@ def test_after_markers_stored_nothing_is_pending():
 
 def test_content_hash_stable_and_order_insensitive():
     base = {
-        "activityId": "a1", "typeId": 1, "name": "T", "sportId": 1, "venueName": "V",
-        "startTime": "2024-03-01T10:00:00+01:00", "endTime": "2024-03-01T11:00:00+01:00",
+        "activityId": "a1",
+        "typeId": 1,
+        "name": "T",
+        "sportId": 1,
+        "venueName": "V",
+        "startTime": "2024-03-01T10:00:00+01:00",
+        "endTime": "2024-03-01T11:00:00+01:00",
         "participants": [{"personId": "p1"}, {"personId": "p2", "leader": True}],
     }
     a = Activity.model_validate(base)
-    b = Activity.model_validate({**base, "participants": list(reversed(base["participants"])),
-                                 "startTime": "2024-03-01T09:00:00Z"})
+    b = Activity.model_validate(
+        {**base, "participants": list(reversed(base["participants"])), "startTime": "2024-03-01T09:00:00Z"}
+    )
     assert content_hash(a) == content_hash(b)
     assert len(content_hash(a)) == 64
     c = Activity.model_validate({**base, "name": "T2"})

@@ -19,11 +19,22 @@ PEOPLE["leader"] = person("leader", born=1990)
 PEOPLE["young-leader"] = person("young-leader", born=2012)
 
 
-def act(aid="a1", kids=("k0", "k1", "k2"), leaders=("leader",), start=T0, minutes=60, type_id=1,
-        venue="Hallen", sport=10, disabled=()):
+def act(
+    aid="a1",
+    kids=("k0", "k1", "k2"),
+    leaders=("leader",),
+    start=T0,
+    minutes=60,
+    type_id=1,
+    venue="Hallen",
+    sport=10,
+    disabled=(),
+):
     parts = [ParticipantRecord(p, leader=True) for p in leaders]
     parts += [ParticipantRecord(p, disabled=p in disabled) for p in kids]
-    return ActivityRecord(aid, type_id, "Träning", start, start + timedelta(minutes=minutes), sport, venue, tuple(parts))
+    return ActivityRecord(
+        aid, type_id, "Träning", start, start + timedelta(minutes=minutes), sport, venue, tuple(parts)
+    )
 
 
 def rules(result):
@@ -36,8 +47,14 @@ def excluded(result):
 
 def test_eligible_shape():
     r = prognosis_for(act(), PEOPLE)
-    assert r == {"activityId": "a1", "eligible": True, "advisory": True, "failures": [],
-                 "countedParticipants": 3, "excludedParticipants": []}
+    assert r == {
+        "activityId": "a1",
+        "eligible": True,
+        "advisory": True,
+        "failures": [],
+        "countedParticipants": 3,
+        "excludedParticipants": [],
+    }
 
 
 def test_min_participants():
@@ -46,8 +63,13 @@ def test_min_participants():
 
 
 def test_age_7_to_25_by_calendar_year_and_disabled():
-    people = dict(PEOPLE, old=person("old", born=1998), young=person("young", born=2018),
-                  turns7=person("turns7", born=2017), oldd=person("oldd", born=1960))
+    people = dict(
+        PEOPLE,
+        old=person("old", born=1998),
+        young=person("young", born=2018),
+        turns7=person("turns7", born=2017),
+        oldd=person("oldd", born=1960),
+    )
     # 2024: old=26, young=6, turns7=7 (during the year), oldd=64
     r = prognosis_for(act(kids=("k0", "k1", "old", "young", "turns7", "oldd"), disabled=("oldd",)), people)
     assert excluded(r) == {"old": "participant_age", "young": "participant_age"}
@@ -81,8 +103,14 @@ def test_one_activity_per_participant_sport_and_day():
     a1 = act("a1")
     a2 = act("a2", start=T0 + timedelta(hours=2))
     a3 = act("a3", start=T0 + timedelta(hours=2), sport=11)
-    people = {k: (PersonRecord(v.external_id, "A", "B", "male", v.birth_date,
-                               (SportRecord(10), SportRecord(11)), nationality="NO")) for k, v in PEOPLE.items()}
+    people = {
+        k: (
+            PersonRecord(
+                v.external_id, "A", "B", "male", v.birth_date, (SportRecord(10), SportRecord(11)), nationality="NO"
+            )
+        )
+        for k, v in PEOPLE.items()
+    }
     r1, r2, r3 = prognose([a2, a1, a3], people)  # input order kept, evaluated by start time
     assert r2["eligible"] and r2["activityId"] == "a1"
     assert not r1["eligible"] and rules(r1) == ["min_participants"]

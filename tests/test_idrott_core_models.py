@@ -65,8 +65,9 @@ def test_valid_person_normalised_and_birth_date_derived():
 
 
 def test_snake_case_accepted_too():
-    p = Person(external_id="x", personnummer=MALE, first_name="A", last_name="B", gender="male",
-               sports=[{"sport_id": 1}])
+    p = Person(
+        external_id="x", personnummer=MALE, first_name="A", last_name="B", gender="male", sports=[{"sport_id": 1}]
+    )
     assert p.sports[0].is_active is True
 
 
@@ -138,8 +139,11 @@ def test_naive_datetimes_refused():
 
 
 def test_contact():
-    p = Person.model_validate(person(contact={"email": "a@b.se", "mobilePhone": "+46 70-123 45 67",
-                                              "postalCode": "123 45", "countryCode": "SE"}))
+    p = Person.model_validate(
+        person(
+            contact={"email": "a@b.se", "mobilePhone": "+46 70-123 45 67", "postalCode": "123 45", "countryCode": "SE"}
+        )
+    )
     assert p.contact.mobile_phone.startswith("+46")
     assert "contact.email" in errors(Person, person(contact={"email": "nope"}))
 
@@ -171,8 +175,10 @@ def test_participants_at_least_one_and_unique():
 
 
 def test_check_participants_resolve():
-    acts = [Activity.model_validate(activity()),
-            Activity.model_validate(activity(participants=[{"personId": "p-1"}, {"personId": "ghost"}]))]
+    acts = [
+        Activity.model_validate(activity()),
+        Activity.model_validate(activity(participants=[{"personId": "p-1"}, {"personId": "ghost"}])),
+    ]
     assert check_participants_resolve(acts, {"p-1"}) == [
         (1, "participants.1.personId", "personId ghost is not a person of this club")
     ]
@@ -185,14 +191,24 @@ def test_bulk_reports_index_and_keeps_valid():
 
 
 def test_club_export_info():
-    c = ClubExportInfo.model_validate({
-        "clubId": "club-1", "applicationId": "idrettsbro",
-        "organisationGuid": "5a0b7e2c-1234-4abc-8def-0123456789ab",
-        "organisationNumber": "802000-0009", "rfAssociationNumber": "12345", "exportContacts": True,
-    })
+    c = ClubExportInfo.model_validate(
+        {
+            "clubId": "club-1",
+            "applicationId": "idrettsbro",
+            "organisationGuid": "5a0b7e2c-1234-4abc-8def-0123456789ab",
+            "organisationNumber": "802000-0009",
+            "rfAssociationNumber": "12345",
+            "exportContacts": True,
+        }
+    )
     assert c.export_contacts
     with pytest.raises(ValidationError) as exc:
-        ClubExportInfo(club_id="c", application_id="a", organisation_guid="nope",
-                       organisation_number="802000-0007", rf_association_number="1")
+        ClubExportInfo(
+            club_id="c",
+            application_id="a",
+            organisation_guid="nope",
+            organisation_number="802000-0007",
+            rf_association_number="1",
+        )
     locs = {e["loc"][0] for e in exc.value.errors()}
     assert {"organisation_guid", "organisation_number"} <= locs

@@ -49,16 +49,26 @@ T0 = datetime(2024, 3, 4, 17, 0, tzinfo=UTC)
 
 def mk_person(i: int, *, active: bool = True, name: str = "Anna") -> PersonRecord:
     return PersonRecord(
-        external_id=f"p{i}", first_name=name, last_name=f"Svensson{i}", gender="female",
-        birth_date=date(2010, 1, 1), sports=(SportRecord(10, active),),
-        nationality="NO", contact=ContactRecord(email=f"p{i}@example.se", city="Umeå"),
+        external_id=f"p{i}",
+        first_name=name,
+        last_name=f"Svensson{i}",
+        gender="female",
+        birth_date=date(2010, 1, 1),
+        sports=(SportRecord(10, active),),
+        nationality="NO",
+        contact=ContactRecord(email=f"p{i}@example.se", city="Umeå"),
     )
 
 
 def mk_activity(i: int, pids) -> ActivityRecord:
     return ActivityRecord(
-        activity_id=f"a{i}", type_id=1, name="Träning & match", start_time=T0 + timedelta(days=i % 50),
-        end_time=T0 + timedelta(days=i % 50, minutes=90), sport_id=10, venue_name="Hallen <A>",
+        activity_id=f"a{i}",
+        type_id=1,
+        name="Träning & match",
+        start_time=T0 + timedelta(days=i % 50),
+        end_time=T0 + timedelta(days=i % 50, minutes=90),
+        sport_id=10,
+        venue_name="Hallen <A>",
         participants=tuple(ParticipantRecord(p, leader=(k == 0)) for k, p in enumerate(pids)),
     )
 
@@ -80,8 +90,7 @@ class Sink:
 
 def run(persons, activities, *, header=HEADER, max_bytes=10_000_000, lookup=None):
     sink = Sink()
-    infos = write_run(header, persons, activities, max_file_bytes=max_bytes, open_file=sink.open,
-                      person_lookup=lookup)
+    infos = write_run(header, persons, activities, max_file_bytes=max_bytes, open_file=sink.open, person_lookup=lookup)
     return infos, sink.files
 
 
@@ -114,33 +123,67 @@ def test_single_file_shape_exactly_as_reference():
     assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<Import Version="1"><ApplicationId>')
     root = etree.fromstring(data)
     assert [c.tag for c in root] == [
-        "ApplicationId", "OrganisationGuid", "OrganisationIdentityNumber", "BatchId",
-        "FileSequence", "FileCount", "CreatedAt", "Persons", "Activities",
+        "ApplicationId",
+        "OrganisationGuid",
+        "OrganisationIdentityNumber",
+        "BatchId",
+        "FileSequence",
+        "FileCount",
+        "CreatedAt",
+        "Persons",
+        "Activities",
     ]
     assert root.findtext("CreatedAt") == "2024-03-01T02:00:05"  # converted to UTC, no zone
     person = root.find("Persons/Person")
     assert [c.tag for c in person] == [
-        "ExternalIdentification", "OptionType", "BirthDate", "FirstName", "LastName", "Gender",
-        "Nationality", "Organisations",
+        "ExternalIdentification",
+        "OptionType",
+        "BirthDate",
+        "FirstName",
+        "LastName",
+        "Gender",
+        "Nationality",
+        "Organisations",
     ]  # no Contact: the club does not export contacts
     assert person.findtext("OptionType") == "Update"
     org = person.find("Organisations/Organisation")
-    assert [c.tag for c in org] == ["OptionType", "ExternalOrganisationIdentification",
-                                    "OrganisationIdentityNumber", "Sports"]
+    assert [c.tag for c in org] == [
+        "OptionType",
+        "ExternalOrganisationIdentification",
+        "OrganisationIdentityNumber",
+        "Sports",
+    ]
     assert org.findtext("OrganisationIdentityNumber") == ORGNR
     sport = org.find("Sports/Sport")
     assert [(c.tag, c.text) for c in sport] == [("OptionType", "Update"), ("SportID", "10"), ("IsActive", "true")]
     act, delete = root.findall("Activities/Activity")
-    assert [c.tag for c in act] == ["ActivityId", "OptionType", "TypeId", "Name", "StartTime", "EndTime",
-                                    "OrganisationNumber", "SportID", "Venue", "Participants"]
+    assert [c.tag for c in act] == [
+        "ActivityId",
+        "OptionType",
+        "TypeId",
+        "Name",
+        "StartTime",
+        "EndTime",
+        "OrganisationNumber",
+        "SportID",
+        "Venue",
+        "Participants",
+    ]
     assert act.findtext("OptionType") == "Insert"
     assert act.findtext("StartTime") == "2024-03-05T17:00:00"
     assert act.findtext("Name") == "Träning & match" and act.findtext("Venue/VenueName") == "Hallen <A>"
     part = act.find("Participants/Participant")
-    assert [(c.tag, c.text) for c in part] == [("PersonId", "p1"), ("Leader", "true"), ("Disabled", "false"),
-                                               ("AttendanceStatus", "Attendant")]
-    assert [(c.tag, c.text) for c in delete] == [("ActivityId", "old-1"), ("OptionType", "Delete"),
-                                                 ("OrganisationNumber", ORGNR)]
+    assert [(c.tag, c.text) for c in part] == [
+        ("PersonId", "p1"),
+        ("Leader", "true"),
+        ("Disabled", "false"),
+        ("AttendanceStatus", "Attendant"),
+    ]
+    assert [(c.tag, c.text) for c in delete] == [
+        ("ActivityId", "old-1"),
+        ("OptionType", "Delete"),
+        ("OrganisationNumber", ORGNR),
+    ]
     check_run(infos, files, 10_000_000)
 
 
@@ -153,8 +196,16 @@ def test_contact_only_when_club_exports_contacts():
 
 
 def test_member_who_left_is_inactive_not_deleted():
-    p = Person.model_validate({"externalId": "p9", "personnummer": pnr("20100315", "242"), "firstName": "A",
-                               "lastName": "B", "gender": "female", "sports": [{"sportId": 10}, {"sportId": 11}]})
+    p = Person.model_validate(
+        {
+            "externalId": "p9",
+            "personnummer": pnr("20100315", "242"),
+            "firstName": "A",
+            "lastName": "B",
+            "gender": "female",
+            "sports": [{"sportId": 10}, {"sportId": 11}],
+        }
+    )
     rec = PersonRecord.from_model(p, left=True)
     _infos, files = run([rec], [])
     root = etree.fromstring(files[1])
@@ -164,11 +215,30 @@ def test_member_who_left_is_inactive_not_deleted():
 
 
 def test_models_are_accepted_directly():
-    p = Person.model_validate({"externalId": "p1", "firstName": "A", "lastName": "B", "gender": "male",
-                               "birthDate": "2011-02-03", "nationality": "DK", "sports": [{"sportId": 3}]})
-    a = Activity.model_validate({"activityId": "a1", "typeId": 2, "name": "Cup", "description": "x",
-                                 "startTime": "2024-03-01T10:00:00+01:00", "endTime": "2024-03-01T12:00:00+01:00",
-                                 "sportId": 3, "venueName": "Plan 1", "participants": [{"personId": "p1"}]})
+    p = Person.model_validate(
+        {
+            "externalId": "p1",
+            "firstName": "A",
+            "lastName": "B",
+            "gender": "male",
+            "birthDate": "2011-02-03",
+            "nationality": "DK",
+            "sports": [{"sportId": 3}],
+        }
+    )
+    a = Activity.model_validate(
+        {
+            "activityId": "a1",
+            "typeId": 2,
+            "name": "Cup",
+            "description": "x",
+            "startTime": "2024-03-01T10:00:00+01:00",
+            "endTime": "2024-03-01T12:00:00+01:00",
+            "sportId": 3,
+            "venueName": "Plan 1",
+            "participants": [{"personId": "p1"}],
+        }
+    )
     infos, files = run([p], [a])
     check_run(infos, files, 10_000_000)
     assert etree.fromstring(files[1]).findtext(".//StartTime") == "2024-03-01T09:00:00"
@@ -233,7 +303,8 @@ def test_write_run_to_dir(tmp_path: Path):
     n_deletes=st.integers(0, 5),
     max_bytes=st.integers(9_000, 30_000),
     names=st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=20)
-    .map(str.strip).filter(bool),
+    .map(str.strip)
+    .filter(bool),
 )
 def test_split_invariants(n_persons, acts, n_deletes, max_bytes, names):
     everybody = {f"p{i}": mk_person(i, name=names) for i in range(40)}
@@ -273,8 +344,11 @@ def good_file() -> bytes:
         (b"<FileCount>1</FileCount>", b"<FileCount>0</FileCount>", "FileCount"),
         (b"<FirstName>Anna</FirstName>", b"<FirstName>Anna </FirstName>", "FirstName"),
         (b"<VenueName>Hallen &lt;A&gt;</VenueName>", b"", "Venue"),
-        (b"<OptionType>Delete</OptionType><OrganisationNumber>",
-         b"<OptionType>Insert</OptionType><OrganisationNumber>", "Insert needs"),
+        (
+            b"<OptionType>Delete</OptionType><OrganisationNumber>",
+            b"<OptionType>Insert</OptionType><OrganisationNumber>",
+            "Insert needs",
+        ),
         (b"<Nationality>NO</Nationality>", b"", "Nationality required"),
         (b"<Nationality>NO</Nationality>", b"<Nationality>SE</Nationality>", "SE needs"),
         (b"<FileSequence>1</FileSequence>", b"<FileSequence>2</FileSequence>", "greater than"),
@@ -290,7 +364,9 @@ def test_broken_documents_refused(old, new, needle):
 
 
 def test_personnummer_pattern_in_xsd():
-    data = good_file().replace(b"<BirthDate>", b"<PersonalIdentityNumber>20100101-123 </PersonalIdentityNumber><BirthDate>", 1)
+    data = good_file().replace(
+        b"<BirthDate>", b"<PersonalIdentityNumber>20100101-123 </PersonalIdentityNumber><BirthDate>", 1
+    )
     with pytest.raises(InvalidExportFile, match="PersonalIdentityNumber"):
         validate_file(data)
 

@@ -34,8 +34,7 @@ def _seed(club_id: str, n_persons: int = 4) -> ClubRecords:
     persons = [person(f"p{i}", serial=i + 1, female=bool(i % 2)) for i in range(n_persons)]
     persons.append(person("lead", year=1990, serial=77, first="Leo"))
     rec.upsert_persons([Person.model_validate(p) for p in persons])
-    rec.upsert_activities([Activity.model_validate(activity("a1", [f"p{i}" for i in range(n_persons)],
-                                                            leader="lead"))])
+    rec.upsert_activities([Activity.model_validate(activity("a1", [f"p{i}" for i in range(n_persons)], leader="lead"))])
     return rec
 
 
@@ -167,8 +166,7 @@ def test_split_files_are_self_contained(srv, env):
     club = register_club("club1", srv)
     rec = ClubRecords("club1")
     rec.upsert_persons([Person.model_validate(person(f"p{i}", serial=i + 1)) for i in range(30)])
-    rec.upsert_activities([Activity.model_validate(activity(f"a{i}", [f"p{i}", f"p{i + 1}"]))
-                           for i in range(0, 28, 2)])
+    rec.upsert_activities([Activity.model_validate(activity(f"a{i}", [f"p{i}", f"p{i + 1}"])) for i in range(0, 28, 2)])
     r = export.export_club(club)
     assert r.status == "succeeded", r.error
     files = xml_files(srv.root)
@@ -221,8 +219,13 @@ def test_lock_expiry_and_takeover(storage):
     row = state.get("c9", "lock")
     from datetime import datetime, timedelta
 
-    state.upsert({**{k: v for k, v in row.items() if not k.startswith("_")},
-                  "expires_at": datetime.now(UTC) - timedelta(seconds=1)}, replace=True)
+    state.upsert(
+        {
+            **{k: v for k, v in row.items() if not k.startswith("_")},
+            "expires_at": datetime.now(UTC) - timedelta(seconds=1),
+        },
+        replace=True,
+    )
     ok, _ = export.acquire_lock("c9", "run-b", 60)
     assert ok
     export.release_lock("c9", "run-a")  # not the owner: no effect
@@ -269,8 +272,9 @@ def test_invalid_file_is_refused_before_upload(srv, monkeypatch):
     from shared.idrott import xmlwriter
 
     real = xmlwriter._header_bytes
-    monkeypatch.setattr(xmlwriter, "_header_bytes",
-                        lambda h, s, c: real(h, s, c).replace(b"<BatchId>", b"<Bogus/><BatchId>"))
+    monkeypatch.setattr(
+        xmlwriter, "_header_bytes", lambda h, s, c: real(h, s, c).replace(b"<BatchId>", b"<Bogus/><BatchId>")
+    )
     r = export.export_club(club)
     assert r.status == "failed" and "InvalidExportFile" in r.error
     assert xml_files(srv.root) == [] and srv.connections == 0

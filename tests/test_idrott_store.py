@@ -46,8 +46,7 @@ def test_many_markers_use_range_scan(rec, monkeypatch):
     monkeypatch.setattr(store_mod, "POINT_READ_LIMIT", 5)
     rec.upsert_persons(_persons(12))
     _ack(rec, True)
-    rec.upsert_persons([Person.model_validate(dict(person(f"p{i}", serial=i + 1), firstName="New"))
-                        for i in range(8)])
+    rec.upsert_persons([Person.model_validate(dict(person(f"p{i}", serial=i + 1), firstName="New")) for i in range(8)])
     sel = rec.select(full_load=False, today=TODAY)
     assert len(sel.persons) == 8
 
@@ -56,8 +55,12 @@ def test_full_load_limits_activities_to_lok_period(rec):
     rec.upsert_persons(_persons(3))
     now = datetime.now(UTC).replace(microsecond=0)
     old = now - timedelta(days=400)
-    rec.upsert_activities([Activity.model_validate(activity("now", ["p0", "p1"], start=now - timedelta(hours=3))),
-                           Activity.model_validate(activity("old", ["p2"], start=old))])
+    rec.upsert_activities(
+        [
+            Activity.model_validate(activity("now", ["p0", "p1"], start=now - timedelta(hours=3))),
+            Activity.model_validate(activity("old", ["p2"], start=old)),
+        ]
+    )
     sel = rec.select(full_load=True, today=now.date())
     assert [a.activity_id for a in sel.activities] == ["now"]
     assert {p.external_id for p in sel.all_persons()} == {"p0", "p1", "p2"}

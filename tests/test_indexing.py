@@ -35,8 +35,9 @@ print(json.dumps([{"name": f.get_function_name(), "bindings": json.loads(f.get_f
 
 def _run(code: str) -> object:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}  # no app settings at all
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -83,8 +84,15 @@ def test_http_auth_levels_and_routes() -> None:
 def test_queue_and_timer_bindings() -> None:
     fns = _by_name(_indexed()["functions"])
     queue = fns["nif_queue"][0]
-    assert queue == {"direction": "IN", "type": "serviceBusTrigger", "name": "msgs", "dataType": "BINARY",
-                     "queueName": "%NIF_QUEUE_NAME%", "connection": "NifServiceBus", "cardinality": "MANY"}
+    assert queue == {
+        "direction": "IN",
+        "type": "serviceBusTrigger",
+        "name": "msgs",
+        "dataType": "BINARY",
+        "queueName": "%NIF_QUEUE_NAME%",
+        "connection": "NifServiceBus",
+        "cardinality": "MANY",
+    }
     timer = fns["idrott_export_timer"][0]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "%IDROTTONLINE_EXPORT_SCHEDULE%"
 
@@ -95,5 +103,11 @@ def test_importing_the_app_defers_heavy_imports() -> None:
 
 def test_health_binding() -> None:
     health = _by_name(_indexed()["functions"])["health"]
-    assert health[0] == {"direction": "IN", "type": "httpTrigger", "name": "req",
-                         "methods": ["GET"], "authLevel": "ANONYMOUS", "route": "health"}
+    assert health[0] == {
+        "direction": "IN",
+        "type": "httpTrigger",
+        "name": "req",
+        "methods": ["GET"],
+        "authLevel": "ANONYMOUS",
+        "route": "health",
+    }

@@ -29,9 +29,12 @@ def checkov_report() -> dict:
             pytest.fail(f"{CHECKOV} is missing under CI: `make test` must create .venv-checkov")
         pytest.skip("checkov not installed (.venv-checkov absent; `make test` creates it); CI runs this")
     proc = subprocess.run(
-        [str(CHECKOV), "-d", str(ic.INFRA), "--framework", "bicep", "--compact",
-         "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=300, cwd=ic.ROOT, check=False,
+        [str(CHECKOV), "-d", str(ic.INFRA), "--framework", "bicep", "--compact", "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ic.ROOT,
+        check=False,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},  # no guideline-mapping download
     )
     assert proc.returncode in (0, 1), f"checkov crashed ({proc.returncode}): {proc.stderr[-2000:]}"

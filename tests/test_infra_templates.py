@@ -81,7 +81,9 @@ def test_key_vault_is_rbac_mode_with_purge_protection():
 
 def test_key_vault_audit_log_goes_to_log_analytics():
     found = [
-        (p, n) for p, n, r in ic.resources_of_type("Microsoft.Insights/diagnosticSettings") if r["config"]["scope"] == "vault"
+        (p, n)
+        for p, n, r in ic.resources_of_type("Microsoft.Insights/diagnosticSettings")
+        if r["config"]["scope"] == "vault"
     ]
     assert found, "Key Vault needs a diagnostic setting (audit) to Log Analytics"
 
@@ -280,7 +282,9 @@ def test_azd_wiring():
 
 
 SECRET_PATTERNS = [
-    re.compile(r"(?i)AccountKey=(?!Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==)[A-Za-z0-9+/=]{20,}"),
+    re.compile(
+        r"(?i)AccountKey=(?!Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==)[A-Za-z0-9+/=]{20,}"
+    ),
     re.compile(r"(?i)SharedAccessKey=(?!SAS_KEY_VALUE)[A-Za-z0-9+/=]{20,}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."),
@@ -291,5 +295,10 @@ SECRET_PATTERNS = [
 def test_no_secret_values_in_templates_or_deploy_docs():
     files = [*ic.bicep_files(), *ic.bicepparam_files(), ROOT / "azure.yaml", ROOT / "local.settings.json.example"]
     files += [p for p in (ROOT / "docs" / "deploy.md",) if p.exists()]
-    hits = [f"{p.relative_to(ROOT)}: {m.group(0)[:30]}" for p in files for rx in SECRET_PATTERNS for m in rx.finditer(p.read_text())]
+    hits = [
+        f"{p.relative_to(ROOT)}: {m.group(0)[:30]}"
+        for p in files
+        for rx in SECRET_PATTERNS
+        for m in rx.finditer(p.read_text())
+    ]
     assert not hits, hits

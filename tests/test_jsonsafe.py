@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from shared.jsonsafe import MAX_DEPTH, JsonRejected, loads
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
-                                                                                           max_size=4), max_leaves=30)
+_values = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4), max_leaves=30
+)
 
 
 @given(_values)
@@ -55,10 +56,17 @@ def test_nesting_at_the_limit_is_accepted() -> None:
     assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("NaN", "not a JSON number"), ("[Infinity]", "not a JSON number"), ('{"a": -Infinity}', "not a JSON number"),
-    ("9" * 5000, "too many digits"), (b'{"x":"\xff"}', "not UTF-8"), ("", "Expecting value"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("NaN", "not a JSON number"),
+        ("[Infinity]", "not a JSON number"),
+        ('{"a": -Infinity}', "not a JSON number"),
+        ("9" * 5000, "too many digits"),
+        (b'{"x":"\xff"}', "not UTF-8"),
+        ("", "Expecting value"),
+    ],
+)
 def test_refusal_reasons(text: str | bytes, reason: str) -> None:
     with pytest.raises(JsonRejected, match=reason):
         loads(text)

@@ -15,32 +15,44 @@ import pytest
 
 from shared.logs import JsonFormatter, log_context, redact, register_secret
 
-JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1bmlxdWVfbmFtZSI6IkhpdGVzaFBhcnQyIiwiQ2x1YklkIjoiMTk0MzAifQ."
-       "YXZwmdSMhmxldBew48Ii1BbZAXgGwXAfUPuEbV40c8")
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1bmlxdWVfbmFtZSI6IkhpdGVzaFBhcnQyIiwiQ2x1YklkIjoiMTk0MzAifQ."
+    "YXZwmdSMhmxldBew48Ii1BbZAXgGwXAfUPuEbV40c8"
+)
 
 
-@pytest.mark.parametrize("text,secret", [
-    (f"token={JWT}", JWT),
-    ("Authorization: Bearer abc.def-123", "abc.def-123"),
-    ("Ocp-Apim-Subscription-Key: 0123456789abcdef", "0123456789abcdef"),
-    ("conn AccountKey=Zm9vYmFyYmF6cXV4;EndpointSuffix=x", "Zm9vYmFyYmF6cXV4"),
-    ("Endpoint=sb://x/;SharedAccessKeyName=r;SharedAccessKey=c2VjcmV0c2VjcmV0", "c2VjcmV0c2VjcmV0"),
-    ('{"password": "hunter2hunter2"}', "hunter2hunter2"),
-    ("person 19811218-9876 added", "19811218-9876"),
-    ("person 198112189876 added", "198112189876"),
-    ("person 811218-9876 added", "811218-9876"),
-    ("old person 121212+1212", "121212+1212"),
-    ("samordningsnummer 19701063-2391", "19701063-2391"),
-    ("fnr 01017012345 in body", "01017012345"),
-    ("d-number 41017012345", "41017012345"),
-])
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        (f"token={JWT}", JWT),
+        ("Authorization: Bearer abc.def-123", "abc.def-123"),
+        ("Ocp-Apim-Subscription-Key: 0123456789abcdef", "0123456789abcdef"),
+        ("conn AccountKey=Zm9vYmFyYmF6cXV4;EndpointSuffix=x", "Zm9vYmFyYmF6cXV4"),
+        ("Endpoint=sb://x/;SharedAccessKeyName=r;SharedAccessKey=c2VjcmV0c2VjcmV0", "c2VjcmV0c2VjcmV0"),
+        ('{"password": "hunter2hunter2"}', "hunter2hunter2"),
+        ("person 19811218-9876 added", "19811218-9876"),
+        ("person 198112189876 added", "198112189876"),
+        ("person 811218-9876 added", "811218-9876"),
+        ("old person 121212+1212", "121212+1212"),
+        ("samordningsnummer 19701063-2391", "19701063-2391"),
+        ("fnr 01017012345 in body", "01017012345"),
+        ("d-number 41017012345", "41017012345"),
+    ],
+)
 def test_redact(text: str, secret: str) -> None:
     out = redact(text)
     assert secret not in out and "[REDACTED]" in out
 
 
-@pytest.mark.parametrize("text", ["club 19430 branch 827527", "sequence 12345678901234567",
-                                  "traceId 7AC07206-471E-4015-9ED7-E6DB55ED7201", "2026-11-24T02:00:00"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "club 19430 branch 827527",
+        "sequence 12345678901234567",
+        "traceId 7AC07206-471E-4015-9ED7-E6DB55ED7201",
+        "2026-11-24T02:00:00",
+    ],
+)
 def test_ordinary_ids_survive(text: str) -> None:
     assert redact(text) == text
 

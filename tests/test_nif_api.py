@@ -54,10 +54,21 @@ def this_year_request(person: dict | None = None) -> dict[str, Any]:
     start = today.replace(month=1, day=1).isoformat() if today.month > 1 or today.day > 1 else today.isoformat()
     end = (today.replace(year=today.year + 1, month=1, day=1)).isoformat()
     return {
-        "startDate": start, "isClubLevel": True,
-        "person": person or {"firstName": "Per", "lastName": "Hansen", "birthDate": "1990-01-01", "postCode": "0150",
-                             "email": "per.hansen@example.com", "mobilePhone": "90909091", "countryCode": "+47",
-                             "genderId": 1, "countryId": 1500152, "nationalityId": 1500152},
+        "startDate": start,
+        "isClubLevel": True,
+        "person": person
+        or {
+            "firstName": "Per",
+            "lastName": "Hansen",
+            "birthDate": "1990-01-01",
+            "postCode": "0150",
+            "email": "per.hansen@example.com",
+            "mobilePhone": "90909091",
+            "countryCode": "+47",
+            "genderId": 1,
+            "countryId": 1500152,
+            "nationalityId": 1500152,
+        },
         "sports": [{"branchId": 827527, "sportId": 220, "startDate": start, "endDate": end}],
     }
 
@@ -68,8 +79,13 @@ def body(res) -> Any:
 
 def post(host, club: Any, payload: Any, **kw: Any):
     if isinstance(payload, (bytes, str)):
-        return host.request("POST", f"/api/nif/clubs/{club}/memberships", body=payload,
-                            headers={"Content-Type": "application/json"}, **kw)
+        return host.request(
+            "POST",
+            f"/api/nif/clubs/{club}/memberships",
+            body=payload,
+            headers={"Content-Type": "application/json"},
+            **kw,
+        )
     return host.request("POST", f"/api/nif/clubs/{club}/memberships", json_body=payload, **kw)
 
 
@@ -108,7 +124,8 @@ def test_seed_request_is_1007_today(host, nif) -> None:
     problem = body(res)
     assert res.headers["Content-Type"] == "application/problem+json"
     assert problem["nifCode"] == 1007 and {"path": "startDate", "code": 1007} in [
-        {k: e[k] for k in ("path", "code")} for e in problem["errors"]]
+        {k: e[k] for k in ("path", "code")} for e in problem["errors"]
+    ]
     assert nif.calls["POST /api/v1/membership"] == 0  # never forwarded
 
 
@@ -270,8 +287,9 @@ def test_reference_data_needs_a_valid_club_query(host, nif, query) -> None:
 
 
 def test_wrong_content_type_is_415(host, nif) -> None:
-    res = host.request("POST", "/api/nif/clubs/19428/memberships", body=b"<xml/>",
-                       headers={"Content-Type": "application/xml"})
+    res = host.request(
+        "POST", "/api/nif/clubs/19428/memberships", body=b"<xml/>", headers={"Content-Type": "application/xml"}
+    )
     assert res.status_code == 415
 
 
@@ -287,7 +305,9 @@ def test_reference_data_through_the_functions(host, nif) -> None:
     assert regular["groups"][0]["branches"][0]["sportId"] == 132
     corporate = body(host.request("GET", "/api/nif/clubs/16235/organization"))
     assert corporate["groups"][0]["branches"] == [] and corporate["longitude"] is None
-    allidrett = [g for g in body(host.request("GET", "/api/nif/clubs/19428/organization"))["groups"] if g["isAllidrett"]]
+    allidrett = [
+        g for g in body(host.request("GET", "/api/nif/clubs/19428/organization"))["groups"] if g["isAllidrett"]
+    ]
     assert [g["groupId"] for g in allidrett] == [544901]
     for _ in range(2):
         host.request("GET", "/api/nif/sports?clubId=600001")
@@ -315,9 +335,18 @@ def test_200_concurrent_adds_over_5_clubs_fetch_5_tokens(host, nif) -> None:
     clubs = list(range(600001, 600006))
 
     def add(i: int) -> int:
-        person = {"firstName": f"P{i}", "lastName": "Test", "birthDate": "1990-01-01", "postCode": "0150",
-                  "email": f"p{i}@example.com", "mobilePhone": "90909091", "countryCode": "+47", "genderId": 2,
-                  "countryId": 1500152, "nationalityId": 1500152}
+        person = {
+            "firstName": f"P{i}",
+            "lastName": "Test",
+            "birthDate": "1990-01-01",
+            "postCode": "0150",
+            "email": f"p{i}@example.com",
+            "mobilePhone": "90909091",
+            "countryCode": "+47",
+            "genderId": 2,
+            "countryId": 1500152,
+            "nationalityId": 1500152,
+        }
         return post(host, clubs[i % 5], this_year_request(person)).status_code
 
     with ThreadPoolExecutor(max_workers=40) as pool:

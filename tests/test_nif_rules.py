@@ -21,9 +21,18 @@ def base() -> dict[str, Any]:
         "startDate": "2026-03-10",
         "isClubLevel": True,
         "person": {
-            "firstName": "Ola", "lastName": "Dunk", "birthDate": "1980-07-05", "postCode": "0010",
-            "email": "ola.dunk@example.com", "mobilePhone": "85569745", "countryCode": "+47", "genderId": 1,
-            "countryId": 1500152, "nationalityId": 1500152, "addressLine1": "Blålyngveien 89", "city": "Oslo",
+            "firstName": "Ola",
+            "lastName": "Dunk",
+            "birthDate": "1980-07-05",
+            "postCode": "0010",
+            "email": "ola.dunk@example.com",
+            "mobilePhone": "85569745",
+            "countryCode": "+47",
+            "genderId": 1,
+            "countryId": 1500152,
+            "nationalityId": 1500152,
+            "addressLine1": "Blålyngveien 89",
+            "city": "Oslo",
         },
         "sports": [{"branchId": 827527, "sportId": 220, "startDate": "2026-03-10", "endDate": "2026-12-31"}],
     }
@@ -163,8 +172,10 @@ def test_1007_club_start_date_in_current_year(start: str) -> None:
 
 
 def test_1007_branch_start_date_in_current_year() -> None:
-    assert check(with_("sports.0.startDate", "2025-06-01")) == [(1007, "sports[0].startDate"),
-                                                                 (1038, "sports[0].startDate")]
+    assert check(with_("sports.0.startDate", "2025-06-01")) == [
+        (1007, "sports[0].startDate"),
+        (1038, "sports[0].startDate"),
+    ]
 
 
 def test_current_year_boundaries_accepted() -> None:
@@ -234,8 +245,11 @@ def test_1042_group_not_allidrett_group_of_club() -> None:
 
 def test_group_dates_follow_branch_rules() -> None:
     data = {**base(), "groups": [{"groupId": 5, "startDate": "2025-03-10", "endDate": "2026-01-01"}]}
-    assert set(check(data)) == {(1007, "groups[0].startDate"), (1038, "groups[0].startDate"),
-                                (1039, "groups[0].endDate")}
+    assert set(check(data)) == {
+        (1007, "groups[0].startDate"),
+        (1038, "groups[0].startDate"),
+        (1039, "groups[0].endDate"),
+    }
 
 
 def test_precedence_picks_first_code() -> None:

@@ -38,15 +38,29 @@ def this_year(today: date | None = None) -> str:
 
 
 def new_person(nationality: int = 1500152, **kw) -> dict:
-    return {"firstName": "Nina", "lastName": "Ny", "birthDate": "2001-02-03", "postCode": "0150",
-            "email": "nina.ny@example.com", "mobilePhone": "91919191", "countryCode": "+47", "genderId": 2,
-            "countryId": nationality, "nationalityId": nationality, **kw}
+    return {
+        "firstName": "Nina",
+        "lastName": "Ny",
+        "birthDate": "2001-02-03",
+        "postCode": "0150",
+        "email": "nina.ny@example.com",
+        "mobilePhone": "91919191",
+        "countryCode": "+47",
+        "genderId": 2,
+        "countryId": nationality,
+        "nationalityId": nationality,
+        **kw,
+    }
 
 
 def add(http, sb, person: dict, *, club_level: bool = True, branches: bool = True, club: int = 19428):
     start = this_year(sb.today())
-    body = {"startDate": start, "isClubLevel": club_level, "person": person,
-            "sports": [{"branchId": 827527, "sportId": 220, "startDate": start}] if branches else []}
+    body = {
+        "startDate": start,
+        "isClubLevel": club_level,
+        "person": person,
+        "sports": [{"branchId": 827527, "sportId": 220, "startDate": start}] if branches else [],
+    }
     return http.post("membership", json=body, headers=auth(sb, club))
 
 
@@ -80,7 +94,10 @@ def test_token_of_another_club_or_tampered_is_401(http, sb) -> None:
     headers = auth(sb)
     assert http.get("sports", headers={**headers, "ClubId": "1111111"}).status_code == 401
     assert http.get("sports", headers={**headers, "Authorization": headers["Authorization"] + "x"}).status_code == 401
-    assert http.get("sports", headers={**headers, "Authorization": "Bearer " + headers["Authorization"]}).status_code == 200
+    assert (
+        http.get("sports", headers={**headers, "Authorization": "Bearer " + headers["Authorization"]}).status_code
+        == 200
+    )
 
 
 def test_reference_data_served(http, sb) -> None:
@@ -93,8 +110,10 @@ def test_reference_data_served(http, sb) -> None:
 def test_rules_applied_with_nif_codes(http, sb) -> None:
     res = add(http, sb, new_person(email=None))
     assert res.status_code == 400 and res.json() == {
-        "code": 1010, "message": "Either Email or MobilePhone and CountryCode must be supplied.",
-        "errors": [{"path": "person.email", "code": 1010, "message": "e-mail is required"}]}
+        "code": 1010,
+        "message": "Either Email or MobilePhone and CountryCode must be supplied.",
+        "errors": [{"path": "person.email", "code": 1010, "message": "e-mail is required"}],
+    }
     assert http.post("membership", content=b"{", headers=auth(sb)).json()["code"] == 1039
 
 
@@ -120,8 +139,12 @@ def test_rules_applied_with_nif_codes(http, sb) -> None:
     ],
 )
 def test_two_phase_matrix(club_level, branches, person, norwegian, has_club, expected) -> None:
-    assert matrix_case(club_level=club_level, branches=branches, person=person, norwegian=norwegian,
-                       has_club_membership=has_club) == expected
+    assert (
+        matrix_case(
+            club_level=club_level, branches=branches, person=person, norwegian=norwegian, has_club_membership=has_club
+        )
+        == expected
+    )
 
 
 def test_club_level_new_person_pending_then_completed_with_outbox(http, sb) -> None:
@@ -136,8 +159,14 @@ def test_club_level_new_person_pending_then_completed_with_outbox(http, sb) -> N
     assert done["membershipId"] > 0 and done["personId"] == out["personId"]
     msgs = http.get(sb.base_url + "/_sandbox/outbox").json()
     kinds = [(m["applicationProperties"]["EntityName"], m["applicationProperties"]["ChangeType"]) for m in msgs]
-    assert kinds == [("TpPerson", 9), ("TpPerson", 1), ("TpMembership", 9), ("TpMembership", 1),
-                     ("TpActiveMembership", 9), ("TpActiveMembership", 1)]
+    assert kinds == [
+        ("TpPerson", 9),
+        ("TpPerson", 1),
+        ("TpMembership", 9),
+        ("TpMembership", 1),
+        ("TpActiveMembership", 9),
+        ("TpActiveMembership", 1),
+    ]
     assert [m["sequenceNumber"] for m in msgs] == sorted(m["sequenceNumber"] for m in msgs)
     assert all(m["body"]["traceId"] == out["traceId"] for m in msgs)
     assert msgs[3]["applicationProperties"]["ObjectId"] == done["membershipId"]
@@ -175,9 +204,18 @@ def test_foreign_new_person_gets_no_otp(http, sb) -> None:
 
 
 def test_search_finds_existing_person(http, sb) -> None:
-    ola = {"firstName": "Ola", "lastName": "Dunk", "birthDate": "1980-07-05", "postCode": "0010", "genderId": 1,
-           "nationalityId": 1500152, "countryId": 1500152, "email": "other@example.com", "mobilePhone": "12345678",
-           "countryCode": "+47"}
+    ola = {
+        "firstName": "Ola",
+        "lastName": "Dunk",
+        "birthDate": "1980-07-05",
+        "postCode": "0010",
+        "genderId": 1,
+        "nationalityId": 1500152,
+        "countryId": 1500152,
+        "email": "other@example.com",
+        "mobilePhone": "12345678",
+        "countryCode": "+47",
+    }
     out = add(http, sb, ola).json()
     assert out["personId"] == 8756934
     assert out["sentToEmail"] == "ola.dunk@mailinator.com"  # the existing person's contact (since 2023)

@@ -30,8 +30,11 @@ def test_auth_levels_match_security(app_host) -> None:
         path = "/api/" + re.sub(r"{([^}:?]+)[^}]*}", r"{\1}", r.route)
         for m in r.methods:
             sec = doc["paths"][path][m.lower()]["security"]
-            expected = {"anonymous": [], "admin": [{"masterKey": []}],
-                        "function": [{"functionKey": []}, {"masterKey": []}]}[r.auth_level]
+            expected = {
+                "anonymous": [],
+                "admin": [{"masterKey": []}],
+                "function": [{"functionKey": []}, {"masterKey": []}],
+            }[r.auth_level]
             assert sec == expected, (m, path)
 
 

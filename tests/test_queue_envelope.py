@@ -65,8 +65,10 @@ def test_deleted_may_have_an_empty_body_other_changes_may_not() -> None:
 
 
 def test_keys_trimmed_and_unknown_fields_kept() -> None:
-    item = {"properties": {"ObjectId": 207, "EntityName": "ToSport", "ChangeType": 1},
-            "body": {"sportId ": 207, "brandNewField": {"x": [1]}}}
+    item = {
+        "properties": {"ObjectId": 207, "EntityName": "ToSport", "ChangeType": 1},
+        "body": {"sportId ": 207, "brandNewField": {"x": [1]}},
+    }
     env = parse_envelope(raw_from_functions(sb_message(item, 1)))
     assert env.body == {"sportId": 207, "brandNewField": {"x": [1]}}
 
@@ -76,8 +78,13 @@ def test_every_fixture_parses() -> None:
 
     count = 0
     for path in EVENTS.glob("*_*.json"):
-        if path.name in ("poison.json", "unknown_entity.json", "person_merge.json", "club_shutdown.json",
-                         "trace_confirmation.json"):
+        if path.name in (
+            "poison.json",
+            "unknown_entity.json",
+            "person_merge.json",
+            "club_shutdown.json",
+            "trace_confirmation.json",
+        ):
             continue
         for item in json.loads(path.read_text()):
             parse_envelope(raw_from_functions(sb_message(item, 1)))
@@ -103,7 +110,7 @@ def test_journal_keeps_large_bodies_in_chunks(size: int) -> None:
 
 
 def test_unicode_digits_are_not_ids() -> None:
-    """"²".isdigit() is True but int("²") raises: such an ObjectId is absent (poison), never a crash."""
+    """ "²".isdigit() is True but int("²") raises: such an ObjectId is absent (poison), never a crash."""
     from shared.nif.queue.entities import as_id
 
     assert as_id("²") is None and as_id("12") == 12

@@ -23,8 +23,11 @@ def own_azurite(tmp_path, env):
     from devtools.azurite import Azurite
 
     az = Azurite(location=tmp_path / "azurite").start()
-    env.set(DATA_TABLES_CONNECTION=az.connection_string, DATA_TABLES_PREFIX="f" + uuid.uuid4().hex[:10],
-            STORAGE_TIMEOUT_SECONDS=2)
+    env.set(
+        DATA_TABLES_CONNECTION=az.connection_string,
+        DATA_TABLES_PREFIX="f" + uuid.uuid4().hex[:10],
+        STORAGE_TIMEOUT_SECONDS=2,
+    )
     yield az
     az.stop()
 
@@ -33,8 +36,11 @@ def _items():
     fx = load("person_merge.json")
     shutdown = load("club_shutdown.json")
     items = fx["before"] + fx["sequence"] + shutdown["members"][:30] + load("unknown_entity.json")
-    items += [load(f"{e}_{c}.json")[0] for e in ("ToOrg", "ToSport", "TpPersonContactInformation")
-              for c in ("informational", "added", "modified")]
+    items += [
+        load(f"{e}_{c}.json")[0]
+        for e in ("ToOrg", "ToSport", "TpPersonContactInformation")
+        for c in ("informational", "added", "modified")
+    ]
     return items
 
 
@@ -47,7 +53,7 @@ def test_storage_outage_mid_run_then_redelivery(app_host, own_azurite, monkeypat
     arg = info.trigger["name"]
     msgs = messages(_items())
     random.Random(3).shuffle(msgs)  # out of order as well
-    batches = [msgs[i:i + 8] for i in range(0, len(msgs), 8)]
+    batches = [msgs[i : i + 8] for i in range(0, len(msgs), 8)]
 
     # stop Azurite in the middle of the 3rd batch: after its journal transaction, before projections
     calls = {"n": 0}
@@ -77,9 +83,17 @@ def test_storage_outage_mid_run_then_redelivery(app_host, own_azurite, monkeypat
     for i in failed:
         redelivered = []
         for m in batches[i]:
-            redelivered.append(type(m)(body=m.get_body(), message_id=m.message_id, sequence_number=m.sequence_number,
-                                       enqueued_time_utc=m.enqueued_time_utc, delivery_count=2,
-                                       application_properties=m.application_properties, user_properties={}))
+            redelivered.append(
+                type(m)(
+                    body=m.get_body(),
+                    message_id=m.message_id,
+                    sequence_number=m.sequence_number,
+                    enqueued_time_utc=m.enqueued_time_utc,
+                    delivery_count=2,
+                    application_properties=m.application_properties,
+                    user_properties={},
+                )
+            )
         host.invoke("nif_queue", **{arg: redelivered})
 
     store = get_table_store()

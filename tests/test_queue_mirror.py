@@ -13,8 +13,10 @@ from tests.queue_support import _quiet_sdk_http_log, load, messages, queue_app_h
 @pytest.fixture
 def host(app_host, storage):
     h = queue_app_host(app_host)
-    items = [load(f"{e}_added.json")[0] for e in ("TpPerson", "TpPersonContactInformation", "TpMembership",
-                                                  "TpActiveMembership")]
+    items = [
+        load(f"{e}_added.json")[0]
+        for e in ("TpPerson", "TpPersonContactInformation", "TpMembership", "TpActiveMembership")
+    ]
     fx = load("person_merge.json")
     shutdown = load("club_shutdown.json")
     arg = h.functions["nif_queue"].trigger["name"]
@@ -29,8 +31,12 @@ def get(host, url, key="function"):
 
 def test_routes_and_auth_levels(host) -> None:
     routes = {r.route: r.auth_level for r in host.routes if r.name.startswith("nif_mirror")}
-    assert routes == {"nif/clubs/{clubId}/members": "function", "nif/clubs/{clubId}/members/full": "admin",
-                      "nif/persons/{personId}": "function", "nif/persons/{personId}/full": "admin"}
+    assert routes == {
+        "nif/clubs/{clubId}/members": "function",
+        "nif/clubs/{clubId}/members/full": "admin",
+        "nif/persons/{personId}": "function",
+        "nif/persons/{personId}/full": "admin",
+    }
     assert not any(r.startswith("admin") for r in routes)
 
 
@@ -98,5 +104,8 @@ def test_openapi_lists_the_mirror_routes() -> None:
     from shared.nif.mirror_openapi import OPERATIONS
 
     assert {(o.method, o.path, o.auth) for o in OPERATIONS} == {
-        ("GET", "/api/nif/clubs/{clubId}/members", "function"), ("GET", "/api/nif/clubs/{clubId}/members/full", "admin"),
-        ("GET", "/api/nif/persons/{personId}", "function"), ("GET", "/api/nif/persons/{personId}/full", "admin")}
+        ("GET", "/api/nif/clubs/{clubId}/members", "function"),
+        ("GET", "/api/nif/clubs/{clubId}/members/full", "admin"),
+        ("GET", "/api/nif/persons/{personId}", "function"),
+        ("GET", "/api/nif/persons/{personId}/full", "admin"),
+    }

@@ -153,7 +153,7 @@ def test_club_shutdown_burst(host, storage) -> None:
     deliver(host, messages(fx["members"]))
     burst = messages(fx["shutdown"], start=1000)
     for i in range(0, len(burst), 25):
-        deliver(host, burst[i:i + 25])
+        deliver(host, burst[i : i + 25])
     rows = list(storage.table(E.PROJECTION_TABLES["TpMembership"]).query())
     assert len(rows) == 40 and all(r["Deleted"] and not r.get("MergedInto") for r in rows)
     links = list(storage.table(E.LINKS_TABLE).query(partition_key=f"club-{fx['clubId']}"))
@@ -165,8 +165,15 @@ def test_trace_id_confirms_the_recorded_request(host, storage) -> None:
 
     fx = load("trace_confirmation.json")
     trace = fx["traceId"]
-    storage.table(R.TABLE).upsert({"PartitionKey": trace.lower(), "RowKey": R.ROW_KEY, "status": "pending_verification",
-                                   "clubId": 19428, "traceId": trace})
+    storage.table(R.TABLE).upsert(
+        {
+            "PartitionKey": trace.lower(),
+            "RowKey": R.ROW_KEY,
+            "status": "pending_verification",
+            "clubId": 19428,
+            "traceId": trace,
+        }
+    )
     deliver(host, messages(fx["messages"]))
     entity = storage.table(R.TABLE).get(trace.lower(), R.ROW_KEY)
     assert entity["status"] == "confirmed"
@@ -197,8 +204,9 @@ def test_rebuild_from_the_journal(host, storage) -> None:
     deliver(host, messages(fx["before"] + fx["sequence"] + load("unknown_entity.json"), start=1))
     tables = [*E.PROJECTION_TABLES.values(), E.GENERIC_TABLE, E.MERGE_TABLE, E.LINKS_TABLE]
     before = projection_snapshot(storage, tables)
-    storage.table(E.PROJECTION_TABLES["TpPerson"]).upsert({"PartitionKey": "000008800", "RowKey": "000008800001",
-                                                           "data": {"broken": True}}, replace=True)
+    storage.table(E.PROJECTION_TABLES["TpPerson"]).upsert(
+        {"PartitionKey": "000008800", "RowKey": "000008800001", "data": {"broken": True}}, replace=True
+    )
     result = rebuild(storage, get_processor(), "Tp_Person")
     assert result["cleared"] == 3
     assert projection_snapshot(storage, tables) == before
@@ -221,8 +229,9 @@ def test_quarantine_replay_after_a_fix(host, storage, monkeypatch) -> None:
         props = dict(raw.application_properties)
         if str(props.get("ChangeType")) == "5":
             props["ChangeType"] = 2
-        return original(RawMessage(raw.message_id, raw.sequence_number, raw.enqueued_time_utc, raw.delivery_count,
-                                   props, raw.body))
+        return original(
+            RawMessage(raw.message_id, raw.sequence_number, raw.enqueued_time_utc, raw.delivery_count, props, raw.body)
+        )
 
     monkeypatch.setattr(J, "parse_envelope", fixed)
     assert replay(storage, get_processor()) == {"replayed": 1, "still_poison": 0}

@@ -15,8 +15,13 @@ from shared.nif.queue.envelope import raw_from_functions
 from shared.nif.queue.processor import QueueProcessor
 from tests.queue_support import T0, _quiet_sdk_http_log, projection_snapshot, sb_message  # noqa: F401
 
-ROWS = [("TpPerson", 1001), ("TpPerson", 1002), ("TpMembership", 2001), ("TpPersonContactInformation", 3001),
-        ("ToSport", 207)]
+ROWS = [
+    ("TpPerson", 1001),
+    ("TpPerson", 1002),
+    ("TpMembership", 2001),
+    ("TpPersonContactInformation", 3001),
+    ("ToSport", 207),
+]
 FIELDS = ["a", "b", "c", "personId", "isDeleted"]
 TABLES = [*E.PROJECTION_TABLES.values(), E.MERGE_TABLE]
 
@@ -33,6 +38,7 @@ def assert_live_links_present(store) -> None:
             for link in link_rows(entity, state.object_id, E.links_of(entity, state.data)):
                 assert (link["PartitionKey"], link["RowKey"]) in links
 
+
 value = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["x", "y"]))
 change = st.tuples(st.sampled_from([1, 2, 3, 9]), st.dictionaries(st.sampled_from(FIELDS), value, max_size=3))
 streams = st.lists(st.tuples(st.sampled_from(range(len(ROWS))), change), min_size=1, max_size=25)
@@ -45,8 +51,10 @@ def build(stream):
         entity, oid = ROWS[row_ix]
         if entity != "TpPerson" and "personId" in body and body["personId"] is not None:
             body = {**body, "personId": 1001 + (hash(str(body["personId"])) % 2)}
-        item = {"properties": {"ObjectId": oid, "EntityName": entity, "ChangeType": ct},
-                "body": None if ct == 3 and not body else body}
+        item = {
+            "properties": {"ObjectId": oid, "EntityName": entity, "ChangeType": ct},
+            "body": None if ct == 3 and not body else body,
+        }
         items.append((seq, item))
     return items
 
@@ -62,7 +70,7 @@ def deliver(store, items, order, chunks, redeliver):
     for size in chunks:
         if pos >= len(msgs):
             break
-        chunk = msgs[pos:pos + size]
+        chunk = msgs[pos : pos + size]
         pos += size
         if len(chunk) == 1:
             proc.process(raw_from_functions(chunk[0]))

@@ -14,12 +14,19 @@ from tests.queue_support import _quiet_sdk_http_log, queue_app_host  # noqa: F40
 def test_pump_once_delivers_new_items_and_advances_the_cursor(app_host, storage) -> None:
     host = queue_app_host(app_host)
     outbox = [
-        {"messageId": f"m{i}", "sequenceNumber": i, "enqueuedTimeUtc": f"2026-03-01T12:00:0{i}+00:00",
-         "applicationProperties": {"ObjectId": 8756934, "EntityName": "TpPerson", "ChangeType": ct},
-         "body": body}
-        for i, ct, body in ((1, 9, {"personId": 8756934, "firstName": "Ola", "lastName": "Dunk"}),
-                            (2, 1, {"personId": 8756934, "firstName": "Ola", "lastName": "Dunk"}),
-                            (3, 2, {"lastName": "Dunk-Hansen"}))]
+        {
+            "messageId": f"m{i}",
+            "sequenceNumber": i,
+            "enqueuedTimeUtc": f"2026-03-01T12:00:0{i}+00:00",
+            "applicationProperties": {"ObjectId": 8756934, "EntityName": "TpPerson", "ChangeType": ct},
+            "body": body,
+        }
+        for i, ct, body in (
+            (1, 9, {"personId": 8756934, "firstName": "Ola", "lastName": "Dunk"}),
+            (2, 1, {"personId": 8756934, "firstName": "Ola", "lastName": "Dunk"}),
+            (3, 2, {"lastName": "Dunk-Hansen"}),
+        )
+    ]
     seen_after = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -41,9 +48,15 @@ def test_pump_once_delivers_new_items_and_advances_the_cursor(app_host, storage)
 def test_to_message_is_the_message_as_the_broker_holds_it() -> None:
     from devtools.runtime.invocations import BrokerMessage
 
-    msg = outbox_pump.to_message({"messageId": "x", "sequenceNumber": 7, "enqueuedTimeUtc": "2026-03-01T12:00:00Z",
-                                  "applicationProperties": {"ObjectId": 1, "EntityName": "ToSport", "ChangeType": 1},
-                                  "body": {"sportId": 1}})
+    msg = outbox_pump.to_message(
+        {
+            "messageId": "x",
+            "sequenceNumber": 7,
+            "enqueuedTimeUtc": "2026-03-01T12:00:00Z",
+            "applicationProperties": {"ObjectId": 1, "EntityName": "ToSport", "ChangeType": 1},
+            "body": {"sportId": 1},
+        }
+    )
     assert isinstance(msg, BrokerMessage)
     assert msg.sequence_number == 7 and msg.message_id == "x" and json.loads(msg.body) == {"sportId": 1}
     assert msg.application_properties["EntityName"] == "ToSport" and msg.enqueued_time.tzinfo is not None

@@ -60,10 +60,18 @@ def broker_messages(draw: st.DrawFn) -> list[BrokerMessage]:
         if draw(st.booleans()):  # the host's form: a naive UTC DateTime
             when = when.replace(tzinfo=None)
         optional = st.none() | st.just("") | st.text("abcdef/-+.", min_size=1, max_size=12)
-        out.append(BrokerMessage(
-            body=body, sequence_number=seq, message_id=f"m-{uuid.uuid4().hex[:10]}", enqueued_time=when,
-            application_properties=dict(item["properties"]),
-            content_type=draw(optional), correlation_id=draw(optional), subject=draw(optional)))
+        out.append(
+            BrokerMessage(
+                body=body,
+                sequence_number=seq,
+                message_id=f"m-{uuid.uuid4().hex[:10]}",
+                enqueued_time=when,
+                application_properties=dict(item["properties"]),
+                content_type=draw(optional),
+                correlation_id=draw(optional),
+                subject=draw(optional),
+            )
+        )
     return out
 
 
@@ -74,10 +82,14 @@ def _utc(value: datetime) -> datetime:
 def _as_delivered(m: BrokerMessage, *, aligned_ids: bool, aligned_types: bool) -> RawMessage:
     """What the consumer may know of ``m``: its own values, or nothing where the batch's array is short."""
     return RawMessage(
-        message_id=m.message_id if aligned_ids else "", sequence_number=m.sequence_number,
-        enqueued_time_utc=_utc(m.enqueued_time), delivery_count=m.delivery_count,
-        application_properties=dict(m.application_properties), body=m.body,
-        content_type=(m.content_type or None) if aligned_types else None)
+        message_id=m.message_id if aligned_ids else "",
+        sequence_number=m.sequence_number,
+        enqueued_time_utc=_utc(m.enqueued_time),
+        delivery_count=m.delivery_count,
+        application_properties=dict(m.application_properties),
+        body=m.body,
+        content_type=(m.content_type or None) if aligned_types else None,
+    )
 
 
 @pytest.fixture
@@ -109,32 +121,55 @@ def test_batches_as_the_host_delivers_them(app_host, fresh_tables, batch: list[B
     aligned_types = all(m.content_type for m in batch)
     model = MemoryTableStore()
     QueueProcessor(model, confirm=lambda *a, **k: False).process_batch(
-        [_as_delivered(m, aligned_ids=True, aligned_types=aligned_types) for m in batch])
+        [_as_delivered(m, aligned_ids=True, aligned_types=aligned_types) for m in batch]
+    )
     assert projection_snapshot(store, TABLES) == projection_snapshot(model, TABLES)
-    assert projection_snapshot(store, [E.QUARANTINE_TABLE]).keys() == projection_snapshot(
-        model, [E.QUARANTINE_TABLE]).keys()
+    assert (
+        projection_snapshot(store, [E.QUARANTINE_TABLE]).keys()
+        == projection_snapshot(model, [E.QUARANTINE_TABLE]).keys()
+    )
 
 
 def test_empty_body_among_good_messages(app_host, fresh_tables) -> None:
     """The issue's case: a Deleted change without a body in the middle of a batch."""
     store = fresh_tables()
-    items = [POOL[0], {"properties": {"ObjectId": 8756934, "EntityName": "TpPerson", "ChangeType": 3}, "body": None},
-             POOL[1]]
-    batch = [BrokerMessage(body=body_bytes(it), sequence_number=next(_SEQ), application_properties=it["properties"],
-                           content_type="application/json") for it in items]
+    items = [
+        POOL[0],
+        {"properties": {"ObjectId": 8756934, "EntityName": "TpPerson", "ChangeType": 3}, "body": None},
+        POOL[1],
+    ]
+    batch = [
+        BrokerMessage(
+            body=body_bytes(it),
+            sequence_number=next(_SEQ),
+            application_properties=it["properties"],
+            content_type="application/json",
+        )
+        for it in items
+    ]
     assert batch[1].body == b""
     app_host.invoke("nif_queue", msgs=batch)
     journal = {int(r["RowKey"]): r for r in store.table(E.JOURNAL_TABLE).query()}
     assert sorted(journal) == [m.sequence_number for m in batch]
-    assert all("poison" not in json.loads(r["Meta"]) if isinstance(r["Meta"], str) else "poison" not in r["Meta"]
-               for r in journal.values()), "an empty Deleted body is applicable"
+    assert all(
+        "poison" not in json.loads(r["Meta"]) if isinstance(r["Meta"], str) else "poison" not in r["Meta"]
+        for r in journal.values()
+    ), "an empty Deleted body is applicable"
 
 
 def test_correlation_on_some_messages_lands_nowhere_else(app_host, fresh_tables) -> None:
     """ContentType on only the second of three messages: the worker would give it to the first."""
     store = fresh_tables()
-    batch = [BrokerMessage(body=body_bytes(it), sequence_number=next(_SEQ), application_properties=it["properties"],
-                           content_type=ct, correlation_id=ct) for it, ct in zip(POOL[:3], [None, "text/x-only-2", None])]
+    batch = [
+        BrokerMessage(
+            body=body_bytes(it),
+            sequence_number=next(_SEQ),
+            application_properties=it["properties"],
+            content_type=ct,
+            correlation_id=ct,
+        )
+        for it, ct in zip(POOL[:3], [None, "text/x-only-2", None])
+    ]
     app_host.invoke("nif_queue", msgs=batch)
     types = {int(r["RowKey"]): raw_from_journal(r).content_type for r in store.table(E.JOURNAL_TABLE).query()}
     assert types[batch[0].sequence_number] is None

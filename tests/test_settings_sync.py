@@ -67,9 +67,7 @@ def _missing(required: dict[str, str], provided: set[str]) -> list[str]:
 def _extra(provided: set[str], allowed: set[str]) -> list[str]:
     connections = _connections()
     return sorted(
-        name
-        for name in provided
-        if name not in allowed and not any(name.startswith(f"{c}__") for c in connections)
+        name for name in provided if name not in allowed and not any(name.startswith(f"{c}__") for c in connections)
     )
 
 
@@ -90,9 +88,7 @@ def test_every_code_setting_is_in_bicep():
     provided = set(ic.app_settings())
     required = {k: v for k, v in code_settings().items() if k not in NOT_IN_AZURE}
     missing = _missing(required, provided)
-    assert not missing, (
-        "app settings missing from infra/main.bicep (var appSettings): " + ", ".join(missing)
-    )
+    assert not missing, "app settings missing from infra/main.bicep (var appSettings): " + ", ".join(missing)
 
 
 def test_bicep_has_no_setting_the_code_never_reads():
@@ -195,8 +191,14 @@ def test_secret_settings_are_key_vault_references():
     secret_names |= {c for c in _connections() if c in settings}  # plain (non-identity) connection strings
     secret_names -= set(NOT_IN_AZURE)
     assert secret_names, "expected at least one secret setting"
-    bad = [n for n in sorted(secret_names) if not (isinstance(settings.get(n), str) and KEY_VAULT_REFERENCE.match(settings[n]))]
-    assert not bad, f"secret settings must be versionless @Microsoft.KeyVault(VaultName=...;SecretName=...) references: {bad}"
+    bad = [
+        n
+        for n in sorted(secret_names)
+        if not (isinstance(settings.get(n), str) and KEY_VAULT_REFERENCE.match(settings[n]))
+    ]
+    assert not bad, (
+        f"secret settings must be versionless @Microsoft.KeyVault(VaultName=...;SecretName=...) references: {bad}"
+    )
 
 
 def test_nif_service_bus_is_a_key_vault_reference_not_an_identity_connection():

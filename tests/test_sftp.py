@@ -37,8 +37,13 @@ def server(tmp_path):
 
 
 def _target(srv: SftpServer, **kw) -> sftp.SftpTarget:
-    base = {"host": "127.0.0.1", "port": srv.port, "username": srv.username, "host_key": srv.host_key_line,
-                "password_secret": "sftp-password-test"}
+    base = {
+        "host": "127.0.0.1",
+        "port": srv.port,
+        "username": srv.username,
+        "host_key": srv.host_key_line,
+        "password_secret": "sftp-password-test",
+    }
     base.update(kw)
     return sftp.SftpTarget(**base)
 
@@ -94,8 +99,7 @@ def test_key_of_other_type_is_refused(server, tmp_path):
 
     ecdsa = paramiko.ECDSAKey.generate()
     with pytest.raises(sftp.HostKeyRejected):
-        sftp.upload_files(_target(server, host_key=f"{ecdsa.get_name()} {ecdsa.get_base64()}"),
-                          _files(tmp_path, 1))
+        sftp.upload_files(_target(server, host_key=f"{ecdsa.get_name()} {ecdsa.get_base64()}"), _files(tmp_path, 1))
     assert list(server.root.iterdir()) == []
 
 
@@ -204,8 +208,14 @@ def test_openssh_sshd_smoke(tmp_path, monkeypatch):
     private, public = _ed25519_pair()
     monkeypatch.setenv("SFTP_KEY_SSHD", private)
     with OpenSshd(public) as srv:
-        target = sftp.SftpTarget("127.0.0.1", srv.port, srv.username, srv.host_key_line,
-                                 private_key_secret="sftp-key-sshd", remote_dir=REMOTE_DIR)
+        target = sftp.SftpTarget(
+            "127.0.0.1",
+            srv.port,
+            srv.username,
+            srv.host_key_line,
+            private_key_secret="sftp-key-sshd",
+            remote_dir=REMOTE_DIR,
+        )
         files = _files(tmp_path, 2)
         sftp.upload_files(target, files)
         assert sorted(os.listdir(srv.upload_dir)) == sorted(n for _, n in files)
@@ -213,5 +223,6 @@ def test_openssh_sshd_smoke(tmp_path, monkeypatch):
         assert (srv.upload_dir / files[0][1]).read_bytes() == files[0][0].read_bytes()
         wrong = SftpServer(tmp_path / "k").host_key_line
         with pytest.raises(sftp.HostKeyRejected):
-            sftp.upload_files(sftp.SftpTarget("127.0.0.1", srv.port, srv.username, wrong,
-                                              private_key_secret="sftp-key-sshd"), files)
+            sftp.upload_files(
+                sftp.SftpTarget("127.0.0.1", srv.port, srv.username, wrong, private_key_secret="sftp-key-sshd"), files
+            )

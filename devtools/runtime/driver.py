@@ -98,21 +98,30 @@ class RuntimeDriver:
         self._thread.start()
         runtime.start_threadpool_executor()
         p = self.protos
-        init = p.StreamingMessage(request_id=_rid(), worker_init_request=p.WorkerInitRequest(
-            host_version=HOST_VERSION, capabilities=HOST_CAPABILITIES,
-            worker_directory=str(Path(runtime.__file__).parent), function_app_directory=str(self.app_dir)))
+        init = p.StreamingMessage(
+            request_id=_rid(),
+            worker_init_request=p.WorkerInitRequest(
+                host_version=HOST_VERSION,
+                capabilities=HOST_CAPABILITIES,
+                worker_directory=str(Path(runtime.__file__).parent),
+                function_app_directory=str(self.app_dir),
+            ),
+        )
         res = self._call(runtime.worker_init_request, "worker_init_request", init, init=True)
         self._check(res.result, "worker init")
         self.capabilities = dict(res.capabilities)
-        meta = p.StreamingMessage(request_id=_rid(), functions_metadata_request=p.FunctionsMetadataRequest(
-            function_app_directory=str(self.app_dir)))
+        meta = p.StreamingMessage(
+            request_id=_rid(),
+            functions_metadata_request=p.FunctionsMetadataRequest(function_app_directory=str(self.app_dir)),
+        )
         res = self._call(runtime.functions_metadata_request, "functions_metadata_request", meta)
         self._check(res.result, "indexing")
         for fm in res.function_metadata_results:
             if fm.HasField("status"):
                 self._check(fm.status, f"indexing {fm.name}")
-            load = p.StreamingMessage(request_id=_rid(), function_load_request=p.FunctionLoadRequest(
-                function_id=fm.function_id, metadata=fm))
+            load = p.StreamingMessage(
+                request_id=_rid(), function_load_request=p.FunctionLoadRequest(function_id=fm.function_id, metadata=fm)
+            )
             loaded = self._call(runtime.function_load_request, "function_load_request", load)
             self._check(loaded.result, f"loading {fm.name}")
             bindings = tuple(json.loads(raw) for raw in fm.raw_bindings)
@@ -130,16 +139,25 @@ class RuntimeDriver:
         self._started = False
 
     # -- invocation -----------------------------------------------------------------------------
-    def invoke(self, name: str, input_data: list[Any], trigger_metadata: dict[str, Any] | None = None,
-               *, invocation_id: str | None = None) -> Any:
+    def invoke(
+        self,
+        name: str,
+        input_data: list[Any],
+        trigger_metadata: dict[str, Any] | None = None,
+        *,
+        invocation_id: str | None = None,
+    ) -> Any:
         """Send one ``InvocationRequest``; returns the ``InvocationResponse`` (raises ``InvocationFailed``)."""
         fn = self.functions[name]
         p = self.protos
         inv = p.InvocationRequest(
-            invocation_id=invocation_id or str(uuid.uuid4()), function_id=fn.function_id, input_data=input_data,
+            invocation_id=invocation_id or str(uuid.uuid4()),
+            function_id=fn.function_id,
+            input_data=input_data,
             trigger_metadata=trigger_metadata or {},
             trace_context=p.RpcTraceContext(trace_parent=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"),
-            retry_context=p.RetryContext())
+            retry_context=p.RetryContext(),
+        )
         msg = p.StreamingMessage(request_id=_rid(), invocation_request=inv)
         res = self._call(self._runtime.invocation_request, "invocation_request", msg, timeout=INVOCATION_TIMEOUT_S)
         if res.result.status != p.StatusResult.Success:

@@ -90,8 +90,9 @@ def binding(protos: Any, name: str, data: Any) -> Any:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
-def http_request(protos: Any, *, method: str, url: str, headers: dict[str, str], route_params: dict[str, str],
-                 body: bytes) -> Any:
+def http_request(
+    protos: Any, *, method: str, url: str, headers: dict[str, str], route_params: dict[str, str], body: bytes
+) -> Any:
     """``TypedData(http=RpcHttp)`` for one request, as ``ToRpcHttp`` fills it."""
     p = protos
     parts = urlsplit(url)
@@ -99,10 +100,12 @@ def http_request(protos: Any, *, method: str, url: str, headers: dict[str, str],
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(k, []).append(v)
     http = p.RpcHttp(
-        method=method.upper(), url=url,
+        method=method.upper(),
+        url=url,
         headers={k.lower(): v for k, v in headers.items()},
         query={k: ",".join(vs) for k, vs in query.items() if ",".join(vs)},
-        params={k: v for k, v in route_params.items() if v is not None})
+        params={k: v for k, v in route_params.items() if v is not None},
+    )
     if body:
         http.body.CopyFrom(p.TypedData(bytes=body))
     return p.TypedData(http=http)
@@ -149,8 +152,9 @@ class BrokerMessage:
         self.lock_token = self.lock_token or f"00000000-0000-4000-8000-{self.sequence_number % 10**12:012d}"
 
 
-def service_bus_batch(protos: Any, arg_name: str, messages: list[BrokerMessage], *, data_type: str | None,
-                      capabilities: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
+def service_bus_batch(
+    protos: Any, arg_name: str, messages: list[BrokerMessage], *, data_type: str | None, capabilities: dict[str, str]
+) -> tuple[list[Any], dict[str, Any]]:
     """``input_data`` and ``trigger_metadata`` for a batch trigger (``cardinality: many``).
 
     ``data_type`` is the trigger binding's ``dataType`` (the host parses it ignoring case):
@@ -162,8 +166,9 @@ def service_bus_batch(protos: Any, arg_name: str, messages: list[BrokerMessage],
     if (data_type or "").lower() == "binary":
         bodies = to_rpc(p, [m.body for m in ms], capabilities=capabilities, kind="byte[][]")
     else:
-        bodies = to_rpc(p, [m.body.decode("utf-8", errors="replace") for m in ms], capabilities=capabilities,
-                        kind="string[]")
+        bodies = to_rpc(
+            p, [m.body.decode("utf-8", errors="replace") for m in ms], capabilities=capabilities, kind="string[]"
+        )
 
     def strings(values: list[str | None]) -> Any:
         return to_rpc(p, values, capabilities=capabilities, kind="string[]")
@@ -181,26 +186,32 @@ def service_bus_batch(protos: Any, arg_name: str, messages: list[BrokerMessage],
         "SequenceNumberArray": to_rpc(p, [m.sequence_number for m in ms], capabilities=capabilities, kind="long[]"),
         "DeliveryCountArray": to_rpc(p, [m.delivery_count for m in ms], capabilities=capabilities, kind="json"),
         "EnqueuedTimeUtcArray": to_rpc(p, [m.enqueued_time for m in ms], capabilities=capabilities, kind="json"),
-        "ExpiresAtUtcArray": to_rpc(p, [m.enqueued_time + m.time_to_live for m in ms], capabilities=capabilities,
-                                    kind="json"),
-        "ApplicationPropertiesArray": to_rpc(p, [m.application_properties for m in ms], capabilities=capabilities,
-                                             kind="json"),
-        "UserPropertiesArray": to_rpc(p, [m.application_properties for m in ms], capabilities=capabilities,
-                                      kind="json"),
+        "ExpiresAtUtcArray": to_rpc(
+            p, [m.enqueued_time + m.time_to_live for m in ms], capabilities=capabilities, kind="json"
+        ),
+        "ApplicationPropertiesArray": to_rpc(
+            p, [m.application_properties for m in ms], capabilities=capabilities, kind="json"
+        ),
+        "UserPropertiesArray": to_rpc(
+            p, [m.application_properties for m in ms], capabilities=capabilities, kind="json"
+        ),
     }
     return [binding(p, arg_name, bodies)], {k: v for k, v in metadata.items() if v is not None}
 
 
 # -- Timer -----------------------------------------------------------------------------------------
-def timer_info(protos: Any, arg_name: str, *, past_due: bool, last: datetime | None = None,
-               next_: datetime | None = None) -> list[Any]:
+def timer_info(
+    protos: Any, arg_name: str, *, past_due: bool, last: datetime | None = None, next_: datetime | None = None
+) -> list[Any]:
     """``TimerInfo`` as the timer extension serialises it."""
     now = datetime.now(UTC)
     info = {
         "Schedule": {"AdjustForDST": True},
-        "ScheduleStatus": {"Last": (last or now - timedelta(days=1)).isoformat(),
-                           "Next": (next_ or now + timedelta(days=1)).isoformat(),
-                           "LastUpdated": now.isoformat()},
+        "ScheduleStatus": {
+            "Last": (last or now - timedelta(days=1)).isoformat(),
+            "Next": (next_ or now + timedelta(days=1)).isoformat(),
+            "LastUpdated": now.isoformat(),
+        },
         "IsPastDue": past_due,
     }
     return [binding(protos, arg_name, protos.TypedData(json=json.dumps(info)))]

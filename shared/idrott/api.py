@@ -33,8 +33,10 @@ def _club_id(req: ApiRequest) -> str:
 
     club_id = req.route_param("clubId")
     if not re.fullmatch(CLUB_ID_PATTERN, club_id):
-        raise validation_problem([FieldError("clubId", "must be 1-64 of A-Z a-z 0-9 _ - (starting with a letter "
-                                                       "or digit)")], "Invalid clubId.")
+        raise validation_problem(
+            [FieldError("clubId", "must be 1-64 of A-Z a-z 0-9 _ - (starting with a letter or digit)")],
+            "Invalid clubId.",
+        )
     return club_id
 
 
@@ -62,12 +64,14 @@ def _items(req: ApiRequest, key: str) -> list:
     if isinstance(data, dict) and set(data) == {key}:
         data = data[key]
     if not isinstance(data, list):
-        raise validation_problem([FieldError("$", f"expected a JSON array of {key} (or {{\"{key}\": [...]}})")])
+        raise validation_problem([FieldError("$", f'expected a JSON array of {key} (or {{"{key}": [...]}})')])
     if not data:
         raise validation_problem([FieldError("$", "at least one record is required")])
     if len(data) > MAX_BULK:
-        raise validation_problem([FieldError("$", f"at most {MAX_BULK} records per call; got {len(data)}")],
-                                 "Too many records; nothing was stored.")
+        raise validation_problem(
+            [FieldError("$", f"at most {MAX_BULK} records per call; got {len(data)}")],
+            "Too many records; nothing was stored.",
+        )
     return data
 
 
@@ -81,20 +85,23 @@ def _raw_id(item: Any, field: str) -> str | None:
     return None
 
 
-def _bulk_answer(kind: str, id_field: str, items: list, stored: list[tuple[int, str]],
-                 errors: list[tuple[int, str, str]]) -> Any:
+def _bulk_answer(
+    kind: str, id_field: str, items: list, stored: list[tuple[int, str]], errors: list[tuple[int, str, str]]
+) -> Any:
     if not errors:
-        return {"stored": len(stored),
-                "results": [{"index": i, "id": rid, "status": "stored"} for i, rid in stored]}
+        return {"stored": len(stored), "results": [{"index": i, "id": rid, "status": "stored"} for i, rid in stored]}
     bad = sorted({i for i, _, _ in errors})
-    detail = (f"{len(bad)} of {len(items)} {kind} are invalid and were not stored; "
-              f"{len(stored)} valid {kind} were stored.")
+    detail = (
+        f"{len(bad)} of {len(items)} {kind} are invalid and were not stored; {len(stored)} valid {kind} were stored."
+    )
     raise validation_problem(
         [FieldError(_path(i, loc), msg) for i, loc, msg in sorted(errors, key=lambda e: e[0])],
         detail,
         slug="idrott-bulk-validation",
-        extra={"stored": [{"index": i, "id": rid} for i, rid in stored],
-               "rejected": [{"index": i, "id": _raw_id(items[i], id_field)} for i in bad]},
+        extra={
+            "stored": [{"index": i, "id": rid} for i, rid in stored],
+            "rejected": [{"index": i, "id": _raw_id(items[i], id_field)} for i in bad],
+        },
     )
 
 
@@ -144,8 +151,7 @@ def put_persons(req: ApiRequest) -> Any:
     errors += dup
     if valid:
         ClubRecords(club.club_id).upsert_persons([m for _, m in valid])
-    log.info("club %s: %d person(s) stored, %d rejected", club.club_id, len(valid),
-             len({i for i, _, _ in errors}))
+    log.info("club %s: %d person(s) stored, %d rejected", club.club_id, len(valid), len({i for i, _, _ in errors}))
     return _bulk_answer("persons", "externalId", items, [(i, m.external_id) for i, m in valid], errors)
 
 
@@ -155,10 +161,14 @@ def delete_person(req: ApiRequest) -> Any:
     club = _se_club(req)
     external_id = req.route_param("externalId")
     if not _raw_id({"externalId": external_id}, "externalId") or not ClubRecords(club.club_id).mark_person_left(
-            external_id):
+        external_id
+    ):
         raise not_found(f"Person {external_id} is not registered for club {club.club_id}.")
-    return {"externalId": external_id, "active": False,
-            "note": "The member left: the next export sends the person with every sport IsActive=false."}
+    return {
+        "externalId": external_id,
+        "active": False,
+        "note": "The member left: the next export sends the person with every sport IsActive=false.",
+    }
 
 
 def put_activities(req: ApiRequest) -> Any:
@@ -179,8 +189,7 @@ def put_activities(req: ApiRequest) -> Any:
         valid = [v for pos, v in enumerate(valid) if pos not in bad_positions]
     if valid:
         records.upsert_activities([m for _, m in valid])
-    log.info("club %s: %d activit(ies) stored, %d rejected", club.club_id, len(valid),
-             len({i for i, _, _ in errors}))
+    log.info("club %s: %d activit(ies) stored, %d rejected", club.club_id, len(valid), len({i for i, _, _ in errors}))
     return _bulk_answer("activities", "activityId", items, [(i, m.activity_id) for i, m in valid], errors)
 
 
@@ -190,10 +199,14 @@ def delete_activity(req: ApiRequest) -> Any:
     club = _se_club(req)
     activity_id = req.route_param("activityId")
     if not _raw_id({"activityId": activity_id}, "activityId") or not ClubRecords(club.club_id).delete_activity(
-            activity_id):
+        activity_id
+    ):
         raise not_found(f"Activity {activity_id} is not registered for club {club.club_id}.")
-    return {"activityId": activity_id, "deleted": True,
-            "note": "The next export sends OptionType=Delete (if IdrottOnline has received it before)."}
+    return {
+        "activityId": activity_id,
+        "deleted": True,
+        "note": "The next export sends OptionType=Delete (if IdrottOnline has received it before).",
+    }
 
 
 # ---- ledger, manual run, preview -------------------------------------------------------------
@@ -213,11 +226,17 @@ def post_export(req: ApiRequest) -> Any:
         raise conflict(f"Club {club.club_id} is disabled; enable it in the registry first.")
     result = export_club(club, trigger="manual")
     if result.status == "skipped":
-        raise Problem(409, "Conflict", f"Another export run for club {club.club_id} holds the lock; try later.",
-                      "export-locked")
+        raise Problem(
+            409, "Conflict", f"Another export run for club {club.club_id} holds the lock; try later.", "export-locked"
+        )
     if result.status == "failed":
-        raise Problem(502, "Bad Gateway", f"The export failed and was recorded in the ledger: {result.error}",
-                      "export-failed", extra={"batchId": result.batch_id, "run": result.to_json()})
+        raise Problem(
+            502,
+            "Bad Gateway",
+            f"The export failed and was recorded in the ledger: {result.error}",
+            "export-failed",
+            extra={"batchId": result.batch_id, "run": result.to_json()},
+        )
     return result.to_json()
 
 

@@ -101,9 +101,15 @@ MEETING_TYPES = frozenset({3, 7, 8, 9})
 def all_element_names() -> frozenset[str]:
     """Every element name above (used by the test that keeps the XSD in step)."""
     values = {
-        "FORMAT_VERSION", "ATTR_VERSION", "TRUE", "FALSE", "OPTION_UPDATE", "OPTION_INSERT",
-        "OPTION_DELETE", "ATTENDANCE_ATTENDANT", "GENDER_MALE", "GENDER_FEMALE",
+        "FORMAT_VERSION",
+        "ATTR_VERSION",
+        "TRUE",
+        "FALSE",
+        "OPTION_UPDATE",
+        "OPTION_INSERT",
+        "OPTION_DELETE",
+        "ATTENDANCE_ATTENDANT",
+        "GENDER_MALE",
+        "GENDER_FEMALE",
     }
-    return frozenset(
-        v for k, v in globals().items() if k.isupper() and k not in values and isinstance(v, str)
-    )
+    return frozenset(v for k, v in globals().items() if k.isupper() and k not in values and isinstance(v, str))

@@ -83,8 +83,13 @@ def acquire_lock(club_id: str, owner: str, seconds: int) -> tuple[bool, LockHold
 
     state, _ = _tables()
     now = _now()
-    entity = {"PartitionKey": club_id, "RowKey": LOCK_ROW, "owner": owner, "acquired_at": now,
-              "expires_at": now + timedelta(seconds=seconds)}
+    entity = {
+        "PartitionKey": club_id,
+        "RowKey": LOCK_ROW,
+        "owner": owner,
+        "acquired_at": now,
+        "expires_at": now + timedelta(seconds=seconds),
+    }
     for _ in range(3):
         if state.insert(entity):
             return True, None
@@ -113,8 +118,9 @@ def release_lock(club_id: str, owner: str) -> None:
         if row is not None and row.get("owner") == owner:
             state.delete(club_id, LOCK_ROW, etag=row["_etag"])
     except (Conflict, StorageError) as exc:  # it expires by itself
-        log.warning("club %s: could not release the export lock (%s); it expires on its own",
-                    club_id, type(exc).__name__)
+        log.warning(
+            "club %s: could not release the export lock (%s); it expires on its own", club_id, type(exc).__name__
+        )
 
 
 # ---- ledger ------------------------------------------------------------------------------------
@@ -137,12 +143,18 @@ class RunResult:
     def to_json(self) -> dict:
         d = asdict(self)
         out = {
-            "clubId": d["club_id"], "batchId": d["batch_id"], "status": d["status"], "trigger": d["trigger"],
+            "clubId": d["club_id"],
+            "batchId": d["batch_id"],
+            "status": d["status"],
+            "trigger": d["trigger"],
             "fullLoad": d["full_load"],
             "startedAt": self.started_at.isoformat() if self.started_at else None,
             "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
-            "files": self.files, "persons": self.persons, "activities": self.activities,
-            "deletes": self.deletes, "error": self.error,
+            "files": self.files,
+            "persons": self.persons,
+            "activities": self.activities,
+            "deletes": self.deletes,
+            "error": self.error,
         }
         return out
 
@@ -155,26 +167,46 @@ def _run_key(started: datetime, batch_id: str) -> str:
 def _write_ledger(result: RunResult) -> None:
     _, runs = _tables()
     assert result.started_at is not None and result.batch_id is not None
-    runs.upsert({
-        "PartitionKey": result.club_id, "RowKey": _run_key(result.started_at, result.batch_id),
-        "batch_id": result.batch_id, "status": result.status, "trigger": result.trigger,
-        "full_load": result.full_load, "started_at": result.started_at, "finished_at": result.finished_at,
-        "files": result.files, "persons": result.persons, "activities": result.activities,
-        "deletes": result.deletes, "error": result.error,
-    }, replace=True)
+    runs.upsert(
+        {
+            "PartitionKey": result.club_id,
+            "RowKey": _run_key(result.started_at, result.batch_id),
+            "batch_id": result.batch_id,
+            "status": result.status,
+            "trigger": result.trigger,
+            "full_load": result.full_load,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "files": result.files,
+            "persons": result.persons,
+            "activities": result.activities,
+            "deletes": result.deletes,
+            "error": result.error,
+        },
+        replace=True,
+    )
 
 
 def list_runs(club_id: str, limit: int = 50) -> list[RunResult]:
     _, runs = _tables()
     out = []
     for row in runs.query(partition_key=club_id):
-        out.append(RunResult(
-            club_id=club_id, status=row.get("status", "?"), batch_id=row.get("batch_id"),
-            trigger=row.get("trigger", "?"), full_load=bool(row.get("full_load")),
-            started_at=row.get("started_at"), finished_at=row.get("finished_at"),
-            files=row.get("files") or [], persons=row.get("persons", 0), activities=row.get("activities", 0),
-            deletes=row.get("deletes", 0), error=row.get("error"),
-        ))
+        out.append(
+            RunResult(
+                club_id=club_id,
+                status=row.get("status", "?"),
+                batch_id=row.get("batch_id"),
+                trigger=row.get("trigger", "?"),
+                full_load=bool(row.get("full_load")),
+                started_at=row.get("started_at"),
+                finished_at=row.get("finished_at"),
+                files=row.get("files") or [],
+                persons=row.get("persons", 0),
+                activities=row.get("activities", 0),
+                deletes=row.get("deletes", 0),
+                error=row.get("error"),
+            )
+        )
         if len(out) >= limit:
             break
     return out
@@ -191,8 +223,16 @@ def full_load_done(club_id: str) -> bool:
 
 def _mark_state(club_id: str, batch_id: str, created_at: datetime) -> None:
     state, _ = _tables()
-    state.upsert({"PartitionKey": club_id, "RowKey": STATE_ROW, "full_load_done": True,
-                  "last_batch_id": batch_id, "last_success_at": _now(), "last_created_at": created_at})
+    state.upsert(
+        {
+            "PartitionKey": club_id,
+            "RowKey": STATE_ROW,
+            "full_load_done": True,
+            "last_batch_id": batch_id,
+            "last_success_at": _now(),
+            "last_created_at": created_at,
+        }
+    )
 
 
 # ---- building files ----------------------------------------------------------------------------
@@ -216,8 +256,15 @@ def _local_today() -> date:
     return datetime.now(ZoneInfo("Europe/Stockholm")).date()
 
 
-def build_files(club: Any, selection: Any, directory: Path, *, batch_id: str, created_at: datetime,
-                max_file_bytes: int | None = None) -> list:
+def build_files(
+    club: Any,
+    selection: Any,
+    directory: Path,
+    *,
+    batch_id: str,
+    created_at: datetime,
+    max_file_bytes: int | None = None,
+) -> list:
     """Write the run's files into ``directory`` (streaming, split) and validate each against the XSD."""
     from shared.config import get_settings
     from shared.idrott.xmlwriter import RunHeader, write_run_to_dir
@@ -259,8 +306,7 @@ def export_club(club_or_id: Club | str, *, trigger: str = "manual", today: date 
         if not ok:
             until = holder.expires_at.isoformat() if holder and holder.expires_at else "?"
             who = holder.owner if holder else "?"
-            log.info("export.skipped club_id=%s: run %s holds the export lock until %s",
-                     club_id, who, until)
+            log.info("export.skipped club_id=%s: run %s holds the export lock until %s", club_id, who, until)
             return RunResult(club_id, "skipped", trigger=trigger, held_by=who)
         try:
             return _run_locked(club, trigger=trigger, today=today or _local_today(), settings=settings)
@@ -295,9 +341,16 @@ def _run_locked(club: Any, *, trigger: str, today: date, settings: Any) -> RunRe
                 directory = Path(tmp)
                 infos = build_files(club, sel, directory, batch_id=batch_id, created_at=created_at)
                 result.files = [
-                    {"name": i.name, "sequence": i.sequence, "size": i.size, "sha256": i.sha256,
-                     "persons": i.persons, "activities": i.activities, "deletes": i.deletes,
-                     "uploaded": False}
+                    {
+                        "name": i.name,
+                        "sequence": i.sequence,
+                        "size": i.size,
+                        "sha256": i.sha256,
+                        "persons": i.persons,
+                        "activities": i.activities,
+                        "deletes": i.deletes,
+                        "uploaded": False,
+                    }
                     for i in infos
                 ]
                 result.persons = len(sel.persons)
@@ -321,12 +374,21 @@ def _run_locked(club: Any, *, trigger: str, today: date, settings: Any) -> RunRe
     try:
         _write_ledger(result)
     except Exception as exc:  # noqa: BLE001
-        log.error("club %s: could not write the ledger row for batch %s: %s", club.club_id, batch_id,
-                  type(exc).__name__)
+        log.error(
+            "club %s: could not write the ledger row for batch %s: %s", club.club_id, batch_id, type(exc).__name__
+        )
     if result.status != "failed":
-        log.info("export.%s club_id=%s batch=%s: %d file(s), %d person(s), %d activit(ies), "
-                 "%d delete(s) in %.1fs", result.status, club.club_id, batch_id, len(result.files),
-                 result.persons, result.activities, result.deletes, time.monotonic() - t0)
+        log.info(
+            "export.%s club_id=%s batch=%s: %d file(s), %d person(s), %d activit(ies), %d delete(s) in %.1fs",
+            result.status,
+            club.club_id,
+            batch_id,
+            len(result.files),
+            result.persons,
+            result.activities,
+            result.deletes,
+            time.monotonic() - t0,
+        )
     return result
 
 
@@ -348,11 +410,24 @@ def preview(club: Any, *, today: date | None = None) -> dict:
     if not sel.empty:
         with tempfile.TemporaryDirectory(prefix="idrott-preview-") as tmp:
             directory = Path(tmp)
-            infos = build_files(club, sel, directory, batch_id="preview-" + uuid.uuid4().hex[:8],
-                                created_at=_now().replace(microsecond=0))
+            infos = build_files(
+                club,
+                sel,
+                directory,
+                batch_id="preview-" + uuid.uuid4().hex[:8],
+                created_at=_now().replace(microsecond=0),
+            )
             for info in infos:
-                entry = {"name": info.name, "size": info.size, "sha256": info.sha256, "persons": info.persons,
-                         "activities": info.activities, "deletes": info.deletes, "xml": None, "truncated": True}
+                entry = {
+                    "name": info.name,
+                    "size": info.size,
+                    "sha256": info.sha256,
+                    "persons": info.persons,
+                    "activities": info.activities,
+                    "deletes": info.deletes,
+                    "xml": None,
+                    "truncated": True,
+                }
                 if info.size <= budget:
                     entry["xml"] = (directory / info.name).read_text(encoding="utf-8")
                     entry["truncated"] = False
@@ -381,7 +456,7 @@ def lok_prognosis(sel: Any, *, today: date) -> dict:
     return {
         "advisory": True,
         "note": "Prognosis only: IdrottOnline alone decides LOK-stöd (rules since 1 July 2023). "
-                "Day and week caps consider only the activities of this run.",
+        "Day and week caps consider only the activities of this run.",
         "rules": dict(lok.RULES),
         "activities": lok.prognose([a.record() for a in sel.activities], persons),
     }
@@ -401,8 +476,9 @@ def run_scheduled(timer: Any = None) -> list[RunResult]:
         try:
             results.append(export_club(club, trigger="timer"))
         except Exception as exc:  # noqa: BLE001 - e.g. storage down for the lock: next club
-            log.error("export.failed club_id=%s: could not start: %s", club.club_id,
-                      _redact(f"{type(exc).__name__}: {exc}"))
+            log.error(
+                "export.failed club_id=%s: could not start: %s", club.club_id, _redact(f"{type(exc).__name__}: {exc}")
+            )
             results.append(RunResult(club.club_id, "failed", trigger="timer", error=type(exc).__name__))
     summary = {s: sum(1 for r in results if r.status == s) for s in ("succeeded", "empty", "failed", "skipped")}
     log.info("IdrottOnline export finished: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))

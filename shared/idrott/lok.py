@@ -126,7 +126,9 @@ def prognose(
                     continue
             if age < MIN_AGE or (age > MAX_AGE and not part.disabled):
                 if not part.leader:
-                    exclude(pid, "participant_age", f"aged {age} in {day.year}; 7–25 counts (no upper limit with Disabled)")
+                    exclude(
+                        pid, "participant_age", f"aged {age} in {day.year}; 7–25 counts (no upper limit with Disabled)"
+                    )
                 continue
             if not any(s.sport_id == a.sport_id and s.is_active for s in person.sports):
                 exclude(pid, "membership", f"not an active member in sport {a.sport_id}")
@@ -136,7 +138,11 @@ def prognose(
                 continue
             cap = 3 if age <= 9 else 5
             if week_used.get((pid, iso[0], iso[1]), 0) >= cap:
-                exclude(pid, "weekly_cap", f"already counted {cap} times in week {iso[0]}-W{iso[1]:02d} (cap {cap} at age {age})")
+                exclude(
+                    pid,
+                    "weekly_cap",
+                    f"already counted {cap} times in week {iso[0]}-W{iso[1]:02d} (cap {cap} at age {age})",
+                )
                 continue
             counted.append((pid, age))
 
@@ -145,7 +151,10 @@ def prognose(
         if leaders_ok == 0:
             fail("leader_age", "no leader aged 13 or older")
         elif len(counted) > PER_LEADER * leaders_ok:
-            fail("leader_ratio", f"{len(counted)} participants for {leaders_ok} leader(s); at most {PER_LEADER} per leader")
+            fail(
+                "leader_ratio",
+                f"{len(counted)} participants for {leaders_ok} leader(s); at most {PER_LEADER} per leader",
+            )
 
         eligible = not failures
         if eligible:

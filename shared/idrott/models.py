@@ -76,9 +76,7 @@ def _safe_id(v: str) -> str:
 
 
 ExternalId = Annotated[str, AfterValidator(_safe_id)]
-Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_xml_safe)
-]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_xml_safe)]
 LongText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), AfterValidator(_xml_safe)
 ]
@@ -92,21 +90,22 @@ def _today(info: ValidationInfo) -> date | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class Contact(_Model):
-    email: Annotated[
-        str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    ] | None = None
-    mobile_phone: Annotated[
-        str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{4,19}$")
-    ] | None = None
+    email: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+        | None
+    ) = None
+    mobile_phone: (
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{4,19}$")] | None
+    ) = None
     street: Text | None = None
     co_address: Text | None = None
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9 -]{2,10}$")] | None = None
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9 -]{2,10}$")] | None = (
+        None
+    )
     city: Text | None = None
     country_code: CountryCode | None = None
 
@@ -299,7 +298,5 @@ def check_participants_resolve(
     for ai, act in enumerate(activities):
         for pi, p in enumerate(act.participants):
             if p.person_id not in known:
-                out.append(
-                    (ai, f"participants.{pi}.personId", f"personId {p.person_id} is not a person of this club")
-                )
+                out.append((ai, f"participants.{pi}.personId", f"personId {p.person_id} is not a person of this club"))
     return out

@@ -64,7 +64,12 @@ def luhn_check_digit(nine_digits: str) -> int:
 def luhn_valid(ten_digits: str) -> bool:
     """True if the last of ten digits is the Luhn check digit of the first nine (personnummer in
     the 10-digit form, organisationsnummer)."""
-    return len(ten_digits) == 10 and ten_digits.isascii() and ten_digits.isdigit() and luhn_check_digit(ten_digits[:9]) == int(ten_digits[9])
+    return (
+        len(ten_digits) == 10
+        and ten_digits.isascii()
+        and ten_digits.isdigit()
+        and luhn_check_digit(ten_digits[:9]) == int(ten_digits[9])
+    )
 
 
 def _today(today: date | None) -> date:
@@ -89,9 +94,7 @@ def _real_date(year: int, month: int, day: int, *, allow_samordningsnummer: bool
         raise InvalidPersonnummer("personnummer: the date part is not a real calendar date") from None
 
 
-def normalize_personnummer(
-    raw: str, *, today: date | None = None, allow_samordningsnummer: bool = True
-) -> str:
+def normalize_personnummer(raw: str, *, today: date | None = None, allow_samordningsnummer: bool = True) -> str:
     """Return ``YYYYMMDD-XXXX`` (13 chars) or raise :class:`InvalidPersonnummer`."""
     if not isinstance(raw, str):
         raise InvalidPersonnummer("personnummer must be a string")
@@ -112,9 +115,7 @@ def normalize_personnummer(
                     "personnummer with 10 digits needs '-' (or '+' when 100 or older) before the "
                     "last four digits, or give all 12 digits (YYYYMMDD-XXXX)"
                 )
-            raise InvalidPersonnummer(
-                "personnummer must be YYYYMMDD-XXXX, YYYYMMDDXXXX, YYMMDD-XXXX or YYMMDD+XXXX"
-            )
+            raise InvalidPersonnummer("personnummer must be YYYYMMDD-XXXX, YYYYMMDDXXXX, YYMMDD-XXXX or YYMMDD+XXXX")
         ymd6, sep, tail = m.groups()
         yy, month, day = int(ymd6[:2]), int(ymd6[2:4]), int(ymd6[4:6])
         t = _today(today)

@@ -131,20 +131,39 @@ class StoredActivity:
         st = self.start_time
         if st is None and self.data.get("startTime"):
             st = datetime.fromisoformat(self.data["startTime"])
-        return StoredRecord(self.activity_id, self.hash, self.exported_hash, self.deleted, start_time=st,
-                            participant_ids=tuple(p["personId"] for p in self.data.get("participants", [])),
-                            payload=self)
+        return StoredRecord(
+            self.activity_id,
+            self.hash,
+            self.exported_hash,
+            self.deleted,
+            start_time=st,
+            participant_ids=tuple(p["personId"] for p in self.data.get("participants", [])),
+            payload=self,
+        )
 
 
 def _person(row: dict) -> StoredPerson:
-    return StoredPerson(row["RowKey"][len(P):], _join(row), row.get("hash", ""), row.get("exported_hash"),
-                        row.get("active", True) is not False, row)
+    return StoredPerson(
+        row["RowKey"][len(P) :],
+        _join(row),
+        row.get("hash", ""),
+        row.get("exported_hash"),
+        row.get("active", True) is not False,
+        row,
+    )
 
 
 def _activity(row: dict) -> StoredActivity:
-    return StoredActivity(row["RowKey"][len(A):], _join(row), row.get("hash", ""), row.get("exported_hash"),
-                          bool(row.get("deleted")), bool(row.get("exported_deleted")), row.get("start_time"),
-                          row)
+    return StoredActivity(
+        row["RowKey"][len(A) :],
+        _join(row),
+        row.get("hash", ""),
+        row.get("exported_hash"),
+        bool(row.get("deleted")),
+        bool(row.get("exported_deleted")),
+        row.get("start_time"),
+        row,
+    )
 
 
 @dataclass
@@ -195,8 +214,14 @@ class ClubRecords:
         for person in persons:
             data = person.model_dump(mode="json", by_alias=True, exclude_none=True)
             h = content_hash(data)
-            rec = {"PartitionKey": self.club_id, "RowKey": P + person.external_id, **_split(json.dumps(data)),
-                   "hash": h, "active": True, "updated_at": _now()}
+            rec = {
+                "PartitionKey": self.club_id,
+                "RowKey": P + person.external_id,
+                **_split(json.dumps(data)),
+                "hash": h,
+                "active": True,
+                "updated_at": _now(),
+            }
             ops += self._ops(P, person.external_id, rec, h)
         if ops:
             self.t.submit(ops)
@@ -211,8 +236,13 @@ class ClubRecords:
         from shared.idrott.delta import export_marker
 
         h = row.get("hash", "")
-        rec = {"PartitionKey": self.club_id, "RowKey": P + external_id, "active": False,
-               "left_at": _now(), "updated_at": _now()}
+        rec = {
+            "PartitionKey": self.club_id,
+            "RowKey": P + external_id,
+            "active": False,
+            "left_at": _now(),
+            "updated_at": _now(),
+        }
         self.t.submit(self._ops(P, external_id, rec, export_marker(h, True)))
         return True
 
@@ -221,9 +251,15 @@ class ClubRecords:
         for act in activities:
             data = act.model_dump(mode="json", by_alias=True, exclude_none=True)
             h = content_hash(data)
-            rec = {"PartitionKey": self.club_id, "RowKey": A + act.activity_id, **_split(json.dumps(data)),
-                   "hash": h, "deleted": False, "start_time": act.start_time.astimezone(UTC),
-                   "updated_at": _now()}
+            rec = {
+                "PartitionKey": self.club_id,
+                "RowKey": A + act.activity_id,
+                **_split(json.dumps(data)),
+                "hash": h,
+                "deleted": False,
+                "start_time": act.start_time.astimezone(UTC),
+                "updated_at": _now(),
+            }
             ops += self._ops(A, act.activity_id, rec, h)
         if ops:
             self.t.submit(ops)
@@ -247,8 +283,10 @@ class ClubRecords:
         if len(wanted) <= 50:
             return {i for i in wanted if self.t.get(self.club_id, P + i, select=["RowKey"]) is not None}
         flt, params = _range(P)
-        return {r["RowKey"][len(P):] for r in self.t.query(flt, parameters=params, partition_key=self.club_id,
-                                                            select=["RowKey"])} & wanted
+        return {
+            r["RowKey"][len(P) :]
+            for r in self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey"])
+        } & wanted
 
     # ---- reads --------------------------------------------------------------------------------
     def get_person(self, external_id: str) -> StoredPerson | None:
@@ -275,19 +313,20 @@ class ClubRecords:
 
     def markers(self) -> list[dict]:
         flt, params = _range(D)
-        return list(self.t.query(flt, parameters=params, partition_key=self.club_id,
-                                 select=["RowKey", "hash"]))
+        return list(self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey", "hash"]))
 
     def _load(self, prefix: str, ids: set[str]) -> dict[str, dict]:
         if not ids:
             return {}
         if len(ids) <= POINT_READ_LIMIT:
             rows = (self.t.get(self.club_id, prefix + i) for i in ids)
-            return {r["RowKey"][len(prefix):]: r for r in rows if r is not None}
+            return {r["RowKey"][len(prefix) :]: r for r in rows if r is not None}
         flt, params = _range(prefix)
-        return {r["RowKey"][len(prefix):]: r for r in self.t.query(flt, parameters=params,
-                                                                   partition_key=self.club_id)
-                if r["RowKey"][len(prefix):] in ids}
+        return {
+            r["RowKey"][len(prefix) :]: r
+            for r in self.t.query(flt, parameters=params, partition_key=self.club_id)
+            if r["RowKey"][len(prefix) :] in ids
+        }
 
     def counts(self) -> dict[str, int]:
         out = {"persons": 0, "activePersons": 0, "activities": 0, "pendingChanges": 0}
@@ -323,18 +362,21 @@ class ClubRecords:
             persons = {p.external_id: p for p in self.all_persons()}
             activities = list(self.all_activities(lo, hi))
         else:
-            p_ids = {m["RowKey"][len(D + P):] for m in markers if m["RowKey"].startswith(D + P)}
-            a_ids = {m["RowKey"][len(D + A):] for m in markers if m["RowKey"].startswith(D + A)}
+            p_ids = {m["RowKey"][len(D + P) :] for m in markers if m["RowKey"].startswith(D + P)}
+            a_ids = {m["RowKey"][len(D + A) :] for m in markers if m["RowKey"].startswith(D + A)}
             persons = {k: _person(r) for k, r in self._load(P, p_ids).items()}
             activities = [_activity(r) for r in self._load(A, a_ids).values()]
         core = select_changes(
             (p.stored() for p in persons.values()),
             (a.stored() for a in activities),
-            first_run=full_load, today=today, timezone_name=timezone_name,
+            first_run=full_load,
+            today=today,
+            timezone_name=timezone_name,
         )
         sel.persons = sorted((r.payload for r in core.persons), key=lambda p: p.external_id)
-        sel.activities = sorted((r.payload for r in core.activities),
-                                key=lambda a: (a.data.get("startTime", ""), a.activity_id))
+        sel.activities = sorted(
+            (r.payload for r in core.activities), key=lambda a: (a.data.get("startTime", ""), a.activity_id)
+        )
         sel.deletes = sorted((r.payload for r in core.deleted_activities), key=lambda a: a.activity_id)
         needed = set(core.referenced_person_ids)
         if full_load:
@@ -343,8 +385,9 @@ class ClubRecords:
             context = {k: _person(r) for k, r in self._load(P, needed).items()}
         missing = needed - set(context)
         if missing:  # cannot happen through the API (persons are never hard-deleted); be safe
-            log.error("club %s: %d participant(s) refer to unknown persons; they are left out",
-                      self.club_id, len(missing))
+            log.error(
+                "club %s: %d participant(s) refer to unknown persons; they are left out", self.club_id, len(missing)
+            )
             for a in sel.activities:
                 parts = [pt for pt in a.data.get("participants", []) if pt["personId"] not in missing]
                 sel.skipped_participants += len(a.data.get("participants", [])) - len(parts)
@@ -361,15 +404,32 @@ class ClubRecords:
         now = _now()
         ops: list[tuple] = []
         for p in sel.all_persons():
-            ops.append(("upsert", {"PartitionKey": self.club_id, "RowKey": P + p.external_id,
-                                   "exported_hash": p.marker, "exported_at": now}))
+            ops.append(
+                (
+                    "upsert",
+                    {
+                        "PartitionKey": self.club_id,
+                        "RowKey": P + p.external_id,
+                        "exported_hash": p.marker,
+                        "exported_at": now,
+                    },
+                )
+            )
         for a in sel.activities + sel.deletes:
-            ops.append(("upsert", {"PartitionKey": self.club_id, "RowKey": A + a.activity_id,
-                                   "exported_hash": a.marker, "exported_at": now}))
+            ops.append(
+                (
+                    "upsert",
+                    {
+                        "PartitionKey": self.club_id,
+                        "RowKey": A + a.activity_id,
+                        "exported_hash": a.marker,
+                        "exported_at": now,
+                    },
+                )
+            )
         if ops:
             self.t.submit(ops)
-        deletes = [("delete", {"PartitionKey": self.club_id, "RowKey": rk}, {"etag": etag})
-                   for rk, etag in sel.markers]
+        deletes = [("delete", {"PartitionKey": self.club_id, "RowKey": rk}, {"etag": etag}) for rk, etag in sel.markers]
         try:
             if deletes:
                 self.t.submit(deletes)
@@ -381,5 +441,4 @@ class ClubRecords:
                     self.t.delete(self.club_id, entity["RowKey"], etag=opts["etag"])
                 except Conflict:
                     kept += 1
-            log.info("club %s: %d record(s) changed during the export; they go in the next run",
-                     self.club_id, kept)
+            log.info("club %s: %d record(s) changed during the export; they go in the next run", self.club_id, kept)

@@ -430,12 +430,7 @@ def write_run(
 
     lookup = _resolver(person_lookup)
     header_upper = len(_header_bytes(header, _PLACEHOLDER_COUNT, _PLACEHOLDER_COUNT))
-    fixed = (
-        header_upper
-        + len(f"</{E.PERSONS}>")
-        + len(f"</{E.ACTIVITIES}>")
-        + len(f"</{E.IMPORT}>\n")
-    )
+    fixed = header_upper + len(f"</{E.PERSONS}>") + len(f"</{E.ACTIVITIES}>") + len(f"</{E.IMPORT}>\n")
     if fixed >= max_file_bytes:
         raise RecordTooLarge(f"max_file_bytes={max_file_bytes} leaves no room after the header")
 
@@ -557,7 +552,11 @@ def _copy_range(spool: BinaryIO, rng: tuple[int, int], out: BinaryIO, h: Any) ->
 
 
 def _assemble(
-    header: RunHeader, plan: _Plan, count: int, pspool: BinaryIO, aspool: BinaryIO,
+    header: RunHeader,
+    plan: _Plan,
+    count: int,
+    pspool: BinaryIO,
+    aspool: BinaryIO,
     open_file: Callable[[int], BinaryIO],
 ) -> FileInfo:
     h = hashlib.sha256()
@@ -610,8 +609,13 @@ def write_run_to_dir(
         return open(path, "wb")
 
     infos = write_run(
-        header, persons, activities, max_file_bytes=max_file_bytes, open_file=open_file,
-        person_lookup=person_lookup, temp_dir=str(directory),
+        header,
+        persons,
+        activities,
+        max_file_bytes=max_file_bytes,
+        open_file=open_file,
+        person_lookup=person_lookup,
+        temp_dir=str(directory),
     )
     for info in infos:
         os.replace(names[info.sequence], os.path.join(directory, info.name))

@@ -82,15 +82,21 @@ def _semantic_errors(root: Any) -> list[str]:
             nat = person.findtext(E.NATIONALITY)
             pid = person.findtext(E.EXTERNAL_IDENTIFICATION)
             if nat is None:
-                errors.append(f"line {person.sourceline}: person {pid}: {E.NATIONALITY} required without {E.PERSONAL_IDENTITY_NUMBER}")
+                errors.append(
+                    f"line {person.sourceline}: person {pid}: {E.NATIONALITY} required without {E.PERSONAL_IDENTITY_NUMBER}"
+                )
             elif nat == "SE":
-                errors.append(f"line {person.sourceline}: person {pid}: {E.NATIONALITY} SE needs a {E.PERSONAL_IDENTITY_NUMBER}")
+                errors.append(
+                    f"line {person.sourceline}: person {pid}: {E.NATIONALITY} SE needs a {E.PERSONAL_IDENTITY_NUMBER}"
+                )
     for act in root.iterfind(f"{E.ACTIVITIES}/{E.ACTIVITY}"):
         option = act.findtext(E.OPTION_TYPE)
         is_short = act.find(E.TYPE_ID) is None
         aid = act.findtext(E.ACTIVITY_ID)
         if option == E.OPTION_DELETE and not is_short:
-            errors.append(f"line {act.sourceline}: activity {aid}: a Delete carries only {E.ACTIVITY_ID}, {E.OPTION_TYPE}, {E.ORGANISATION_NUMBER}")
+            errors.append(
+                f"line {act.sourceline}: activity {aid}: a Delete carries only {E.ACTIVITY_ID}, {E.OPTION_TYPE}, {E.ORGANISATION_NUMBER}"
+            )
         elif option == E.OPTION_INSERT and is_short:
             errors.append(f"line {act.sourceline}: activity {aid}: an Insert needs the whole activity")
         elif not is_short and act.findtext(E.END_TIME) <= act.findtext(E.START_TIME):

@@ -49,8 +49,9 @@ def problem_from_nif(exc: NifError, *, posted: bool = False) -> Problem:
     if isinstance(exc, NifRejected):
         code = exc.nif_code
         if code is None and exc.status == 404:
-            return Problem(502, "Bad Gateway", "NIF does not know this endpoint (check NIF_API_BASE_URL).",
-                           "nif-unavailable")
+            return Problem(
+                502, "Bad Gateway", "NIF does not know this endpoint (check NIF_API_BASE_URL).", "nif-unavailable"
+            )
         status = _CODE_STATUS.get(code, 422) if code is not None else 422
         text = rules.NIF_MESSAGES.get(code) if code is not None else None
         return Problem(status, "Rejected by NIF", exc.message or text, "nif-rejected", nif_code=code)

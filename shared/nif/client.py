@@ -151,8 +151,9 @@ class CachedToken:
     refresh_at: float
 
     def info(self, club_id: int, mode: Literal["api", "static"]) -> TokenInfo:
-        return TokenInfo(clubId=club_id, expiresAt=_iso(self.expires_at), fetchedAt=_iso(self.fetched_at) or "",
-                         mode=mode)
+        return TokenInfo(
+            clubId=club_id, expiresAt=_iso(self.expires_at), fetchedAt=_iso(self.fetched_at) or "", mode=mode
+        )
 
 
 def plan_refresh(fetched_at: float, expires_at: float | None, margin: float) -> float:
@@ -191,8 +192,11 @@ class NifClient:
         self._http = httpx.Client(
             base_url=settings.nif_api_root() + "/",
             timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            limits=httpx.Limits(max_connections=settings.NIF_MAX_CONNECTIONS,
-                                max_keepalive_connections=settings.NIF_MAX_CONNECTIONS, keepalive_expiry=30.0),
+            limits=httpx.Limits(
+                max_connections=settings.NIF_MAX_CONNECTIONS,
+                max_keepalive_connections=settings.NIF_MAX_CONNECTIONS,
+                keepalive_expiry=30.0,
+            ),
             transport=transport,
             headers={"Accept": "application/json"},
             follow_redirects=False,
@@ -260,8 +264,13 @@ class NifClient:
         params = {}
         if self._settings.NIF_DEVELOPER_USER_ID:
             params["developerUserId"] = self._settings.NIF_DEVELOPER_USER_ID
-        resp = self._send("GET", f"auth/token/{club_id}", headers={"Ocp-Apim-Subscription-Key": self._key},
-                          params=params, idempotent=True)
+        resp = self._send(
+            "GET",
+            f"auth/token/{club_id}",
+            headers={"Ocp-Apim-Subscription-Key": self._key},
+            params=params,
+            idempotent=True,
+        )
         data = self._json(resp)
         try:
             return TokenResponse.model_validate(data).token
@@ -273,8 +282,16 @@ class NifClient:
     def _headers(self, club_id: int, token: str) -> dict[str, str]:
         return {"Ocp-Apim-Subscription-Key": self._key, "Authorization": token, "ClubId": str(club_id)}
 
-    def _send(self, method: str, path: str, *, headers: dict[str, str], idempotent: bool,
-              json_body: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        idempotent: bool,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         attempts = GET_ATTEMPTS if idempotent else 2
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
@@ -299,8 +316,9 @@ class NifClient:
                     self._backoff(attempt, path, type(exc).__name__)
                     continue
                 raise NifUnavailable(f"NIF transport error ({method} {path}): {type(exc).__name__}") from None
-            log.info("NIF %s %s -> %s in %.0f ms", method, path, resp.status_code,
-                     (time.perf_counter() - started) * 1000)
+            log.info(
+                "NIF %s %s -> %s in %.0f ms", method, path, resp.status_code, (time.perf_counter() - started) * 1000
+            )
             if idempotent and resp.status_code in RETRY_STATUSES and not last:
                 self._backoff(attempt, path, str(resp.status_code), resp.headers.get("Retry-After"))
                 continue
@@ -318,13 +336,15 @@ class NifClient:
         """A club call with the token; refresh once on 401 and retry once (a 401 was not applied)."""
         idempotent = method == "GET"
         entry = self.token(club_id)
-        resp = self._send(method, path, headers=self._headers(club_id, entry.token), idempotent=idempotent,
-                          json_body=json_body)
+        resp = self._send(
+            method, path, headers=self._headers(club_id, entry.token), idempotent=idempotent, json_body=json_body
+        )
         if resp.status_code == 401:
             log.info("NIF refused the token of club %s; refreshing once", club_id)
             entry = self.token(club_id, stale=entry.token)
-            resp = self._send(method, path, headers=self._headers(club_id, entry.token), idempotent=idempotent,
-                              json_body=json_body)
+            resp = self._send(
+                method, path, headers=self._headers(club_id, entry.token), idempotent=idempotent, json_body=json_body
+            )
             if resp.status_code == 401:
                 raise NifUnavailable("NIF refused the club token after a refresh", status=401)
         return resp
@@ -350,7 +370,9 @@ class NifClient:
             return adapter.model_validate(data)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
-            raise NifContractError(f"NIF {what} response failed validation ({fields})", status=resp.status_code) from None
+            raise NifContractError(
+                f"NIF {what} response failed validation ({fields})", status=resp.status_code
+            ) from None
 
     def _cached(self, key: str, ttl: float, load: Callable[[], T]) -> T:
         now = self._clock()
@@ -367,6 +389,7 @@ class NifClient:
 
     def get_sports(self, club_id: int) -> list[Sport]:
         """GET Sports (any club's token works; the result is shared), cached 24 h."""
+
         def load() -> list[Sport]:
             resp = self._call("GET", "sports", club_id)
             data = self._json(resp)
@@ -381,6 +404,7 @@ class NifClient:
 
     def get_countries(self, club_id: int) -> list[Country]:
         """GET Countries, cached 24 h."""
+
         def load() -> list[Country]:
             resp = self._call("GET", "countries", club_id)
             data = self._json(resp)
@@ -396,8 +420,11 @@ class NifClient:
     def get_org_structure(self, club_id: int) -> OrgStructure:
         """GET Organization Structure for the club, cached 1 h per club."""
         return self._cached(
-            f"org:{club_id}", ORG_TTL_SECONDS,
-            lambda: self._validated(self._call("GET", "organization/structure", club_id), OrgStructure, "org structure"),
+            f"org:{club_id}",
+            ORG_TTL_SECONDS,
+            lambda: self._validated(
+                self._call("GET", "organization/structure", club_id), OrgStructure, "org structure"
+            ),
         )
 
     def add_membership(self, club_id: int, body: dict[str, Any]) -> NifMembershipResponse:

@@ -77,9 +77,13 @@ class _Reader:
 
     def person_links(self, person_id: int) -> list[dict[str, Any]]:
         p = E.pad(person_id)
-        return list(self.store.table(E.LINKS_TABLE).query(
-            "RowKey ge @lo and RowKey lt @hi", parameters={"lo": p + "-", "hi": p + "."},
-            partition_key=f"person-{E.bucket(person_id)}"))
+        return list(
+            self.store.table(E.LINKS_TABLE).query(
+                "RowKey ge @lo and RowKey lt @hi",
+                parameters={"lo": p + "-", "hi": p + "."},
+                partition_key=f"person-{E.bucket(person_id)}",
+            )
+        )
 
     def contact(self, person_id: int, links: list[dict[str, Any]]) -> dict[str, Any] | None:
         best = None
@@ -165,7 +169,9 @@ def _statuses(req: ApiRequest) -> set[str]:
     wanted = {s.strip() for s in raw.split(",") if s.strip()}
     bad = wanted - set(STATUSES)
     if bad:
-        raise bad_request("Unknown status filter.", errors=[FieldError("status", f"one of {', '.join(STATUSES)} or all")])
+        raise bad_request(
+            "Unknown status filter.", errors=[FieldError("status", f"one of {', '.join(STATUSES)} or all")]
+        )
     return wanted
 
 
@@ -179,7 +185,8 @@ def _club_members(req: ApiRequest, *, full: bool) -> dict[str, Any]:
     reader = _Reader(store)
     try:
         links, next_token = store.table(E.LINKS_TABLE).page(
-            partition_key=f"club-{club_id}", page_size=page_size, continuation=token)
+            partition_key=f"club-{club_id}", page_size=page_size, continuation=token
+        )
     except ValueError:
         raise bad_request("Invalid continuation token.", errors=[FieldError("continuationToken", "invalid")]) from None
     items = []
@@ -195,8 +202,10 @@ def _club_members(req: ApiRequest, *, full: bool) -> dict[str, Any]:
             pview = _person_view(reader, int(pid), full=full)
             pview.pop("_links")
             pview.pop("_found")
-            if branch_id and not any(a.get("branchId") == branch_id and a["status"] in ("active", "cancelled")
-                                     for a in pview["activeMemberships"]):
+            if branch_id and not any(
+                a.get("branchId") == branch_id and a["status"] in ("active", "cancelled")
+                for a in pview["activeMemberships"]
+            ):
                 continue
             view["personId"] = pview["personId"]
             if pview.get("requestedPersonId"):

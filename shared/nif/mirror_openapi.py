@@ -9,22 +9,50 @@ _MEMBERS_QUERY = (
     ("pageSize", "integer", "1-500, default 100. A page may hold fewer items; continue while a token is returned."),
     ("continuationToken", "string", "Opaque token from the previous page."),
 )
-_MEMBERS_DESC = ("Memberships of the club mirrored from NIF's entity queue, with person, contact and active "
-                 "(branch) memberships. Merged persons resolve to the survivor (`mergedFromPersonId`).")
-_SECRET = (" Fields NIF marks secret (isSecretAddress/Email/MobilePhone/PrivatePhone/WorkPhone) are omitted; "
-           "the `/full` twin (master key) includes them.")
+_MEMBERS_DESC = (
+    "Memberships of the club mirrored from NIF's entity queue, with person, contact and active "
+    "(branch) memberships. Merged persons resolve to the survivor (`mergedFromPersonId`)."
+)
+_SECRET = (
+    " Fields NIF marks secret (isSecretAddress/Email/MobilePhone/PrivatePhone/WorkPhone) are omitted; "
+    "the `/full` twin (master key) includes them."
+)
 
 OPERATIONS = [
-    Operation("GET", "/api/nif/clubs/{clubId}/members", "Mirrored club members (secret fields omitted)",
-              description=_MEMBERS_DESC + _SECRET, query=_MEMBERS_QUERY, tags=_TAGS,
-              responses={400: "clubId, filter or continuation token invalid"}),
-    Operation("GET", "/api/nif/clubs/{clubId}/members/full", "Mirrored club members including secret fields",
-              auth="admin", description=_MEMBERS_DESC, query=_MEMBERS_QUERY, tags=_TAGS,
-              responses={400: "clubId, filter or continuation token invalid"}),
-    Operation("GET", "/api/nif/persons/{personId}", "Mirrored person (secret fields omitted)",
-              description="An old PersonId of a merged person resolves to the survivor." + _SECRET, tags=_TAGS,
-              responses={404: "Person not in the mirror"}),
-    Operation("GET", "/api/nif/persons/{personId}/full", "Mirrored person including secret fields",
-              auth="admin", description="An old PersonId of a merged person resolves to the survivor.", tags=_TAGS,
-              responses={404: "Person not in the mirror"}),
+    Operation(
+        "GET",
+        "/api/nif/clubs/{clubId}/members",
+        "Mirrored club members (secret fields omitted)",
+        description=_MEMBERS_DESC + _SECRET,
+        query=_MEMBERS_QUERY,
+        tags=_TAGS,
+        responses={400: "clubId, filter or continuation token invalid"},
+    ),
+    Operation(
+        "GET",
+        "/api/nif/clubs/{clubId}/members/full",
+        "Mirrored club members including secret fields",
+        auth="admin",
+        description=_MEMBERS_DESC,
+        query=_MEMBERS_QUERY,
+        tags=_TAGS,
+        responses={400: "clubId, filter or continuation token invalid"},
+    ),
+    Operation(
+        "GET",
+        "/api/nif/persons/{personId}",
+        "Mirrored person (secret fields omitted)",
+        description="An old PersonId of a merged person resolves to the survivor." + _SECRET,
+        tags=_TAGS,
+        responses={404: "Person not in the mirror"},
+    ),
+    Operation(
+        "GET",
+        "/api/nif/persons/{personId}/full",
+        "Mirrored person including secret fields",
+        auth="admin",
+        description="An old PersonId of a merged person resolves to the survivor.",
+        tags=_TAGS,
+        responses={404: "Person not in the mirror"},
+    ),
 ]

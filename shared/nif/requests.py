@@ -63,8 +63,9 @@ def _table() -> Any:
     return get_table_store().table(TABLE)
 
 
-def build_record(club_id: int, request: MembershipRequest, response: NifMembershipResponse,
-                 now: datetime) -> dict[str, Any] | None:
+def build_record(
+    club_id: int, request: MembershipRequest, response: NifMembershipResponse, now: datetime
+) -> dict[str, Any] | None:
     """The entity to store (pure); None when NIF gave no traceId (already validated person)."""
     if not response.traceId:
         return None
@@ -87,8 +88,9 @@ def build_record(club_id: int, request: MembershipRequest, response: NifMembersh
     }
 
 
-def record_request(club_id: int, request: MembershipRequest, response: NifMembershipResponse, *,
-                   now: datetime | None = None) -> dict[str, Any] | None:
+def record_request(
+    club_id: int, request: MembershipRequest, response: NifMembershipResponse, *, now: datetime | None = None
+) -> dict[str, Any] | None:
     """Store an accepted request (idempotent: a second record for the same traceId is ignored)."""
     entity = build_record(club_id, request, response, _now(now))
     if entity is None:
@@ -134,8 +136,9 @@ def get_request(trace_id: str, *, now: datetime | None = None) -> dict[str, Any]
     return to_public(entity, now) if entity else None
 
 
-def confirm_request(trace_id: str, *, person_id: int | None, membership_id: int | None, source: str,
-                    now: datetime | None = None) -> bool:
+def confirm_request(
+    trace_id: str, *, person_id: int | None, membership_id: int | None, source: str, now: datetime | None = None
+) -> bool:
     """Mark the request confirmed (called by the queue consumer). False if no such request.
 
     Idempotent, ETag-guarded: a concurrent writer makes it re-read and try again.
@@ -148,7 +151,9 @@ def confirm_request(trace_id: str, *, person_id: int | None, membership_id: int 
         entity = table.get(key, ROW_KEY)
         if entity is None:
             return False
-        if entity.get("status") == "confirmed" and (membership_id is None or entity.get("membershipId") == membership_id):
+        if entity.get("status") == "confirmed" and (
+            membership_id is None or entity.get("membershipId") == membership_id
+        ):
             return True
         update = {
             "PartitionKey": key,

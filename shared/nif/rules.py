@@ -172,11 +172,13 @@ _LENGTHS: dict[str, tuple[int, int]] = {
 
 def _lengths(person: PersonIn) -> list[Violation]:
     out = []
-    formats = {"email": (_EMAIL, "must be an e-mail address"),
-               "countryCode": (_COUNTRY_CODE, "must be a calling code such as +47"),
-               "mobilePhone": (_PHONE, "must be a phone number (digits)"),
-               "privatePhone": (_PHONE, "must be a phone number (digits)"),
-               "workPhone": (_PHONE, "must be a phone number (digits)")}
+    formats = {
+        "email": (_EMAIL, "must be an e-mail address"),
+        "countryCode": (_COUNTRY_CODE, "must be a calling code such as +47"),
+        "mobilePhone": (_PHONE, "must be a phone number (digits)"),
+        "privatePhone": (_PHONE, "must be a phone number (digits)"),
+        "workPhone": (_PHONE, "must be a phone number (digits)"),
+    }
     for name, (lo, hi) in _LENGTHS.items():
         value = getattr(person, name)
         if value is None:
@@ -243,9 +245,7 @@ def _branch_rules(req: MembershipRequest, today: date, branch_ids: Collection[in
     return out
 
 
-def _group_rules(
-    req: MembershipRequest, today: date, allidrett_group_ids: Collection[int] | None
-) -> list[Violation]:
+def _group_rules(req: MembershipRequest, today: date, allidrett_group_ids: Collection[int] | None) -> list[Violation]:
     out: list[Violation] = []
     club_start = req.startDate if is_club_level(req) else None
     for i, group in enumerate(req.groups):

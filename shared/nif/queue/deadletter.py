@@ -41,8 +41,14 @@ class DrainReport:
     errors: list[str] = field(default_factory=list)
 
 
-def drain(source: MessageSource, processor: Processor | None = None, *, max_messages: int | None = None,
-          batch: int = 20, wait_seconds: float = 5.0) -> DrainReport:
+def drain(
+    source: MessageSource,
+    processor: Processor | None = None,
+    *,
+    max_messages: int | None = None,
+    batch: int = 20,
+    wait_seconds: float = 5.0,
+) -> DrainReport:
     from shared.nif.queue.processor import get_processor
 
     proc = processor or get_processor()
@@ -58,9 +64,12 @@ def drain(source: MessageSource, processor: Processor | None = None, *, max_mess
             except Exception as exc:  # noqa: BLE001 - transient: leave it (and the rest) in the DLQ
                 report.failed += 1
                 report.errors.append(type(exc).__name__)
-                log.warning("queue.drain_failed message_id=%s error=%s: message not applied, drain stopped",
-                            msg.message_id, type(exc).__name__, extra={"fields": {
-                    "messageId": str(msg.message_id), "error": type(exc).__name__}})
+                log.warning(
+                    "queue.drain_failed message_id=%s error=%s: message not applied, drain stopped",
+                    msg.message_id,
+                    type(exc).__name__,
+                    extra={"fields": {"messageId": str(msg.message_id), "error": type(exc).__name__}},
+                )
                 for rest in messages[i:]:
                     source.abandon(rest)
                 return report

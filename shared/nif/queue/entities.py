@@ -121,8 +121,17 @@ TRACE_ID = ("traceId", "trace_id")
 MEMBERSHIP_ID = ("membershipId",)
 
 SECRET_FLAGS: dict[str, tuple[str, ...]] = {
-    "isSecretAddress": ("addressLine1", "addressLine2", "addressLine3", "address", "postCode",
-                        "postalCode", "city", "postCity", "countryId"),
+    "isSecretAddress": (
+        "addressLine1",
+        "addressLine2",
+        "addressLine3",
+        "address",
+        "postCode",
+        "postalCode",
+        "city",
+        "postCity",
+        "countryId",
+    ),
     "isSecretEmail": ("email", "emailAddress"),
     "isSecretMobilePhone": ("mobilePhone", "mobile", "cellPhone"),
     "isSecretPrivatePhone": ("privatePhone", "homePhone"),

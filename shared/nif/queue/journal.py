@@ -47,7 +47,9 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def journal_rows(raw: RawMessage, env: Envelope | None, poison: PoisonMessage | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def journal_rows(
+    raw: RawMessage, env: Envelope | None, poison: PoisonMessage | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(journal_row, overflow_rows)`` for one message.
 
     Columns: ``MessageId``, ``Entity`` (canonical name; ``""`` when it was poison), ``Meta``
@@ -75,8 +77,13 @@ def journal_rows(raw: RawMessage, env: Envelope | None, poison: PoisonMessage | 
         meta.update(known=env.known, objectId=env.object_id, changeType=int(env.change_type), version=env.version)
     else:
         meta["poison"] = poison.reason if poison else "unparsed"
-    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk, "MessageId": raw.message_id,
-                           "Entity": env.entity if env is not None else "", "Meta": meta}
+    row: dict[str, Any] = {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "MessageId": raw.message_id,
+        "Entity": env.entity if env is not None else "",
+        "Meta": meta,
+    }
     for i, chunk in enumerate(chunks[:IN_ROW_CHUNKS]):
         row[f"Body{i:02d}"] = chunk
     overflow = [

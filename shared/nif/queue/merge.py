@@ -70,9 +70,9 @@ def apply_change(state: RowState | None, env: Envelope) -> tuple[RowState, bool]
 
     for name, value in env.body.items():
         if new.fv.get(name, "") < v and (name not in new.data or new.data[name] != value or new.fv.get(name) != v):
-                new.data[name] = copy.deepcopy(value)
-                new.fv[name] = v
-                changed = True
+            new.data[name] = copy.deepcopy(value)
+            new.fv[name] = v
+            changed = True
 
     if env.change_type in (ChangeType.ADDED, ChangeType.DELETED) and new.del_v < v:
         new.del_v = v

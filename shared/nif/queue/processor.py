@@ -62,7 +62,7 @@ def state_to_entity(state: RowState, pk: str, rk: str) -> dict[str, Any]:
     ent: dict[str, Any] = {}
     text = json.dumps(state.data, ensure_ascii=False, separators=(",", ":"))
     if len(text) > DATA_CHUNK:  # a string property holds at most 32 768 UTF-16 characters
-        chunks = [text[i:i + DATA_CHUNK] for i in range(0, len(text), DATA_CHUNK)]
+        chunks = [text[i : i + DATA_CHUNK] for i in range(0, len(text), DATA_CHUNK)]
         ent["dataChunks"] = len(chunks)
         ent.update({f"data{i:02d}": c for i, c in enumerate(chunks)})
     else:
@@ -72,8 +72,14 @@ def state_to_entity(state: RowState, pk: str, rk: str) -> dict[str, Any]:
         "PartitionKey": pk,
         "RowKey": rk,
         "ObjectId": state.object_id,
-        "st": {"fv": state.fv, "v": state.version, "dv": state.del_v, "iv": state.info_version,
-               "lm": state.last_message_id, "ds": state.deleted_seq},
+        "st": {
+            "fv": state.fv,
+            "v": state.version,
+            "dv": state.del_v,
+            "iv": state.info_version,
+            "lm": state.last_message_id,
+            "ds": state.deleted_seq,
+        },
         "Deleted": state.deleted or None,
         "SoftDeleted": soft or None,
         "DeletedAt": state.deleted_at,
@@ -192,8 +198,14 @@ def _default_confirm(trace_id: str, *, person_id: int | None, membership_id: int
 
 
 class QueueProcessor:
-    def __init__(self, store: Any, *, confirm: ConfirmFn | None = None, cache: RowCache | None = None,
-                 confirm_traces: bool = True) -> None:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        confirm: ConfirmFn | None = None,
+        cache: RowCache | None = None,
+        confirm_traces: bool = True,
+    ) -> None:
         self.store = store
         self.confirm = confirm or _default_confirm
         self.cache = cache if cache is not None else RowCache()
@@ -217,8 +229,9 @@ class QueueProcessor:
         from shared.tables import Conflict, StorageError, TransientStorageError
 
         try:
-            return self._apply_envelopes([env], redelivered=not created or (raw.delivery_count or 1) > 1,
-                                         prefetched=fetched)[0]
+            return self._apply_envelopes(
+                [env], redelivered=not created or (raw.delivery_count or 1) > 1, prefetched=fetched
+            )[0]
         except (TransientStorageError, Conflict, ConflictRetriesExhausted):
             raise
         except StorageError as exc:  # the service refuses the row: retrying cannot help
@@ -281,8 +294,9 @@ class QueueProcessor:
             return Outcome(env.message_id, env.sequence_number, "quarantined", env.entity, env.object_id, reason)
 
     # ------------------------------------------------------------------ journal / quarantine
-    def _journal(self, items: Iterable[tuple[RawMessage, Envelope | None, PoisonMessage | None]], *,
-                 batch: bool = False) -> bool:
+    def _journal(
+        self, items: Iterable[tuple[RawMessage, Envelope | None, PoisonMessage | None]], *, batch: bool = False
+    ) -> bool:
         """Write journal rows; returns True if (single path) the row was new."""
         journal = self.store.table(E.JOURNAL_TABLE)
         rows, overflow = [], []
@@ -303,26 +317,51 @@ class QueueProcessor:
         for raw, poison in items:
             row, _ = journal_rows(raw, None, poison)
             jpk, jrk = row["PartitionKey"], row["RowKey"]
-            row.update(PartitionKey="quarantined", RowKey=jrk, JournalPartitionKey=jpk, JournalRowKey=jrk,
-                       Reason=poison.reason, Status="quarantined")
+            row.update(
+                PartitionKey="quarantined",
+                RowKey=jrk,
+                JournalPartitionKey=jpk,
+                JournalRowKey=jrk,
+                Reason=poison.reason,
+                Status="quarantined",
+            )
             ops.append(("upsert", row))
             # event name and ids in the text: the Functions worker ships only the message to App Insights
-            log.warning("queue.quarantined message_id=%s sequence_number=%s reason=%s", raw.message_id,
-                        raw.sequence_number, poison.reason, extra={"fields": {
-                "messageId": raw.message_id, "sequenceNumber": raw.sequence_number, "reason": poison.reason}})
+            log.warning(
+                "queue.quarantined message_id=%s sequence_number=%s reason=%s",
+                raw.message_id,
+                raw.sequence_number,
+                poison.reason,
+                extra={
+                    "fields": {
+                        "messageId": raw.message_id,
+                        "sequenceNumber": raw.sequence_number,
+                        "reason": poison.reason,
+                    }
+                },
+            )
         q.submit(ops)
 
     # ------------------------------------------------------------------ apply
-    def _apply_envelopes(self, envs: list[Envelope], *, redelivered: bool,
-                         confirm: bool | None = None, prefetched: Any = None) -> list[Outcome]:
+    def _apply_envelopes(
+        self, envs: list[Envelope], *, redelivered: bool, confirm: bool | None = None, prefetched: Any = None
+    ) -> list[Outcome]:
         groups: dict[tuple[str, str, str], list[Envelope]] = {}
         for env in envs:
             table = E.table_for(env.entity, env.known)
             pk, rk = E.row_keys(env.entity, env.known, env.object_id)
             groups.setdefault((table, pk, rk), []).append(env)
             if not env.known:
-                log.warning("NIF queue: unknown EntityName kept in the generic table", extra={"fields": {
-                    "entityName": env.entity_name, "messageId": env.message_id, "objectId": env.object_id}})
+                log.warning(
+                    "NIF queue: unknown EntityName kept in the generic table",
+                    extra={
+                        "fields": {
+                            "entityName": env.entity_name,
+                            "messageId": env.message_id,
+                            "objectId": env.object_id,
+                        }
+                    },
+                )
 
         by_table: dict[str, dict[tuple[str, str, str], list[Envelope]]] = {}
         for key, items in groups.items():
@@ -333,7 +372,7 @@ class QueueProcessor:
 
         def apply_table(table: str, rows: dict) -> list[_Touched]:
             if len(rows) == 1:
-                (key, items), = rows.items()
+                ((key, items),) = rows.items()
                 result = [self._apply_row(key, items, prefetched)]
             else:
                 result = self._apply_rows_batch(table, rows)
@@ -345,8 +384,11 @@ class QueueProcessor:
             touched.extend(result)
         for t in touched:
             for env in t.envs:
-                applied = any(t.after.fv.get(k) == env.version for k in env.body) or t.after.del_v == env.version \
+                applied = (
+                    any(t.after.fv.get(k) == env.version for k in env.body)
+                    or t.after.del_v == env.version
                     or t.after.info_version == env.version
+                )
                 status = "generic" if not env.known else ("applied" if applied else "stale")
                 outcomes.append(Outcome(env.message_id, env.sequence_number, status, env.entity, env.object_id))
 
@@ -399,8 +441,7 @@ class QueueProcessor:
     def _create(table: Any, ent: dict[str, Any]) -> str | None:
         return table.create(ent)  # the new ETag; Conflict if the row exists
 
-    def _apply_rows_batch(self, table_name: str,
-                          rows: dict[tuple[str, str, str], list[Envelope]]) -> list[_Touched]:
+    def _apply_rows_batch(self, table_name: str, rows: dict[tuple[str, str, str], list[Envelope]]) -> list[_Touched]:
         """Several rows of one table: one range read and transactions per partition."""
         from shared.tables import Conflict
 
@@ -415,8 +456,9 @@ class QueueProcessor:
             for pk, keys in by_pk.items():
                 # rows that only this batch can have created (an Added among their changes) are
                 # created without a read first; any Conflict re-reads everything
-                need = [k[2] for k in keys if not (optimistic and any(
-                    e.change_type is ChangeType.ADDED for e in rows[k]))]
+                need = [
+                    k[2] for k in keys if not (optimistic and any(e.change_type is ChangeType.ADDED for e in rows[k]))
+                ]
                 current = self._read_rows(table, pk, need) if need else {}
                 for key in keys:
                     envs = rows[key]
@@ -451,8 +493,9 @@ class QueueProcessor:
             row = table.get(pk, rks[0])
             return {rks[0]: row} if row else {}
         wanted = set(rks)
-        rows = table.query("RowKey ge @lo and RowKey le @hi", parameters={"lo": min(rks), "hi": max(rks)},
-                           partition_key=pk)
+        rows = table.query(
+            "RowKey ge @lo and RowKey le @hi", parameters={"lo": min(rks), "hi": max(rks)}, partition_key=pk
+        )
         return {r["RowKey"]: r for r in rows if r["RowKey"] in wanted}
 
     # ------------------------------------------------------------------ derived rows
@@ -489,8 +532,17 @@ class QueueProcessor:
                 for pid in sorted(merged):
                     if pid == after.object_id:
                         continue
-                    merge_ops.append(("upsert", {"PartitionKey": "person", "RowKey": E.pad(pid),
-                                                 "OldId": pid, "SurvivorId": after.object_id}))
+                    merge_ops.append(
+                        (
+                            "upsert",
+                            {
+                                "PartitionKey": "person",
+                                "RowKey": E.pad(pid),
+                                "OldId": pid,
+                                "SurvivorId": after.object_id,
+                            },
+                        )
+                    )
                     marks.extend(self._memberships_of_person(pid, after.object_id))
             if t.entity in ("TpMembership", "TpActiveMembership"):
                 names = E.MERGED_MEMBERSHIPS if t.entity == "TpMembership" else E.MERGED_ACTIVE
@@ -501,8 +553,18 @@ class QueueProcessor:
                 for mid in sorted(new if redelivered else new - old):
                     if mid == after.object_id:
                         continue
-                    merge_ops.append(("upsert", {"PartitionKey": kind, "RowKey": E.pad(mid), "OldId": mid,
-                                                 "SurvivorId": after.object_id, "SurvivorPersonId": survivor_person}))
+                    merge_ops.append(
+                        (
+                            "upsert",
+                            {
+                                "PartitionKey": kind,
+                                "RowKey": E.pad(mid),
+                                "OldId": mid,
+                                "SurvivorId": after.object_id,
+                                "SurvivorPersonId": survivor_person,
+                            },
+                        )
+                    )
                     if survivor_person:
                         marks.append((t.entity, mid, survivor_person))
                 if is_ended(after) and after.merged_into is None:
@@ -522,8 +584,11 @@ class QueueProcessor:
         links = self.store.table(E.LINKS_TABLE)
         p = E.pad(person_id)
         out = []
-        for row in links.query("RowKey ge @lo and RowKey lt @hi", parameters={"lo": p + "-", "hi": p + "."},
-                               partition_key=f"person-{E.bucket(person_id)}"):
+        for row in links.query(
+            "RowKey ge @lo and RowKey lt @hi",
+            parameters={"lo": p + "-", "hi": p + "."},
+            partition_key=f"person-{E.bucket(person_id)}",
+        ):
             kind = row.get("Kind")
             if kind == "m":
                 out.append(("TpMembership", int(row["ObjectId"]), survivor))
@@ -558,8 +623,11 @@ class QueueProcessor:
         if len(ordered) == 1:
             row = merge.get(partition, E.pad(ordered[0]))
             return {ordered[0]: row} if row else {}
-        rows = merge.query("RowKey ge @lo and RowKey le @hi",
-                           parameters={"lo": E.pad(ordered[0]), "hi": E.pad(ordered[-1])}, partition_key=partition)
+        rows = merge.query(
+            "RowKey ge @lo and RowKey le @hi",
+            parameters={"lo": E.pad(ordered[0]), "hi": E.pad(ordered[-1])},
+            partition_key=partition,
+        )
         return {int(r["OldId"]): r for r in rows if int(r["OldId"]) in ids}
 
     def _mark_merged(self, entity: str, object_id: int, survivor: int) -> None:
@@ -604,11 +672,24 @@ class QueueProcessor:
                 elif t.entity == "TpMembership":
                     person_id, membership_id = E.as_id(E.field(data, *E.PERSON_ID)), env.object_id
                 else:
-                    person_id, membership_id = E.as_id(E.field(data, *E.PERSON_ID)), E.as_id(E.field(data, *E.MEMBERSHIP_ID))
-                found = self.confirm(trace.strip(), person_id=person_id, membership_id=membership_id,
-                                     source=f"queue:{t.entity}")
-                log.info("NIF queue traceId confirmation", extra={"fields": {
-                    "entity": t.entity, "objectId": env.object_id, "messageId": env.message_id, "matched": bool(found)}})
+                    person_id, membership_id = (
+                        E.as_id(E.field(data, *E.PERSON_ID)),
+                        E.as_id(E.field(data, *E.MEMBERSHIP_ID)),
+                    )
+                found = self.confirm(
+                    trace.strip(), person_id=person_id, membership_id=membership_id, source=f"queue:{t.entity}"
+                )
+                log.info(
+                    "NIF queue traceId confirmation",
+                    extra={
+                        "fields": {
+                            "entity": t.entity,
+                            "objectId": env.object_id,
+                            "messageId": env.message_id,
+                            "matched": bool(found),
+                        }
+                    },
+                )
 
     # ------------------------------------------------------------------ rebuild / replay
     def apply_from_journal(self, raws: list[RawMessage], entities: set[str] | None = None) -> list[Outcome]:
@@ -707,21 +788,40 @@ def resolve(person_map: dict[int, int], person_id: int) -> int:
 
 def link_rows(entity: str, object_id: int, links: dict[str, int]) -> list[dict[str, Any]]:
     """``NifLinks`` rows for a row's links (keys documented in docs/queue.md)."""
-    kind = {"TpMembership": "m", "TpActiveMembership": "a", "TpPersonContactInformation": "c",
-            "TpMembershipPeriod": "p"}[entity]
+    kind = {
+        "TpMembership": "m",
+        "TpActiveMembership": "a",
+        "TpPersonContactInformation": "c",
+        "TpMembershipPeriod": "p",
+    }[entity]
     oid = E.pad(object_id)
     rows = []
     pid = links.get("personId")
     if pid:
-        rows.append({"PartitionKey": f"person-{E.bucket(pid)}", "RowKey": f"{E.pad(pid)}-{kind}-{oid}",
-                     "Kind": kind, "ObjectId": object_id, "PersonId": pid})
+        rows.append(
+            {
+                "PartitionKey": f"person-{E.bucket(pid)}",
+                "RowKey": f"{E.pad(pid)}-{kind}-{oid}",
+                "Kind": kind,
+                "ObjectId": object_id,
+                "PersonId": pid,
+            }
+        )
     if entity == "TpMembership" and links.get("clubId"):
-        rows.append({"PartitionKey": f"club-{links['clubId']}", "RowKey": f"m-{oid}", "Kind": "m",
-                     "ObjectId": object_id, "PersonId": pid})
+        rows.append(
+            {
+                "PartitionKey": f"club-{links['clubId']}",
+                "RowKey": f"m-{oid}",
+                "Kind": "m",
+                "ObjectId": object_id,
+                "PersonId": pid,
+            }
+        )
     return rows
 
 
 # --- process-wide processor -----------------------------------------------------------------
+
 
 def _processor() -> QueueProcessor:
     """The process-wide QueueProcessor over the process-wide TableStore."""

@@ -24,8 +24,11 @@ log = logging.getLogger("shared.nif.queue.quarantine")
 
 
 def list_quarantined(store: Any) -> list[dict[str, Any]]:
-    return [r for r in store.table(E.QUARANTINE_TABLE).query(partition_key="quarantined")
-            if r.get("Status") == "quarantined"]
+    return [
+        r
+        for r in store.table(E.QUARANTINE_TABLE).query(partition_key="quarantined")
+        if r.get("Status") == "quarantined"
+    ]
 
 
 def replay(store: Any, processor: Any, ids: list[str] | None = None) -> dict[str, int]:
@@ -37,14 +40,22 @@ def replay(store: Any, processor: Any, ids: list[str] | None = None) -> dict[str
         overflow = None
         if int((row.get("Meta") or {}).get("chunks") or 0) > 14:
             overflow = store.table(E.JOURNAL_OVERFLOW_TABLE).query(
-                partition_key=f"{row['JournalPartitionKey']}-{row['JournalRowKey']}")
+                partition_key=f"{row['JournalPartitionKey']}-{row['JournalRowKey']}"
+            )
         raw = raw_from_journal(row, overflow)
         outcome = processor.process(raw)
         if outcome.status == "quarantined":
             counts["still_poison"] += 1
             continue
-        q.upsert({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "Status": "replayed",
-                  "ReplayedUtc": datetime.now(UTC), "ReplayStatus": outcome.status})
+        q.upsert(
+            {
+                "PartitionKey": row["PartitionKey"],
+                "RowKey": row["RowKey"],
+                "Status": "replayed",
+                "ReplayedUtc": datetime.now(UTC),
+                "ReplayStatus": outcome.status,
+            }
+        )
         counts["replayed"] += 1
     return counts
 

@@ -26,8 +26,10 @@ CHUNK = 500
 
 def _clear(store: Any, table_name: str) -> int:
     table = store.table(table_name)
-    ops = [("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
-           for r in table.query(select=["PartitionKey", "RowKey"])]
+    ops = [
+        ("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
+        for r in table.query(select=["PartitionKey", "RowKey"])
+    ]
     if ops:
         table.submit(ops)
     return len(ops)

@@ -29,10 +29,14 @@ class SdkDeadLetterSource:
 
         # bounded: 2 retries, at most 10 s apart; receive waits are bounded by max_wait_time
         self._client = ServiceBusClient.from_connection_string(
-            connection_string, retry_total=2, retry_backoff_factor=0.5, retry_backoff_max=10)
+            connection_string, retry_total=2, retry_backoff_factor=0.5, retry_backoff_max=10
+        )
         self._receiver = self._client.get_queue_receiver(
-            queue_name, sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letter else None,
-            receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0)
+            queue_name,
+            sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letter else None,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            prefetch_count=0,
+        )
 
     def receive(self, max_messages: int, max_wait_seconds: float) -> Sequence[Any]:
         return self._receiver.receive_messages(max_message_count=max_messages, max_wait_time=max_wait_seconds)
