@@ -82,7 +82,7 @@ def child(app_dir: Path) -> dict[str, Any]:
 
     driver = TimedDriver(app_dir)  # compiles the protos
     setup_done = time.perf_counter()
-    from azure_functions_runtime import handle_event  # type: ignore[import-untyped]  # as the proxy worker does
+    from azure_functions_runtime import handle_event  # as the proxy worker does
 
     runtime_imported = time.perf_counter()
     indexing: list[float] = []

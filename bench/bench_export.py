@@ -12,6 +12,7 @@ Activities are per team (20 persons per team, 4 participants + 1 leader each), a
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import subprocess
@@ -178,7 +179,7 @@ def throughput(n: int = 100_000) -> None:
         best_bare = min(bare_baseline(persons, activities, os.path.join(d, "bare.xml")) for _ in range(2))
         bare_size = os.path.getsize(os.path.join(d, "bare.xml"))
         nested = bare_baseline_nested(persons, os.path.join(d, "nested.xml"))
-        best_ours = None
+        best_ours = math.inf
         for r in range(2):
 
             def open_file(seq: int, r=r):
@@ -195,7 +196,7 @@ def throughput(n: int = 100_000) -> None:
                 temp_dir=d,
             )
             el = time.perf_counter() - t
-            best_ours = el if best_ours is None else min(best_ours, el)
+            best_ours = min(best_ours, el)
             for f in os.listdir(d):
                 if f.startswith(f"ours-{r}-"):
                     os.remove(os.path.join(d, f))

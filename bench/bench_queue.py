@@ -27,7 +27,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def generate(n: int) -> list[dict]:
-    items = []
+    items: list[tuple[str, int, int, dict]] = []
     pid = 8_000_000
     while len(items) < n:
         pid += 1

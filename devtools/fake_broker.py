@@ -107,7 +107,7 @@ class FakeBroker:
             return len(self.queues.get(queue.lower(), ()))
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> FakeBroker:
+    def start(self) -> Self:
         from proton.reactor import Container
 
         if not self.port:
@@ -273,11 +273,12 @@ class _Handler:
             _ = delivery
 
     def settle(self, delivery: Any, outcome: str) -> None:
-        queue, stored = self.unsettled.pop(delivery.tag, (None, None))
+        entry = self.unsettled.pop(delivery.tag, None)
         delivery.update(delivery.remote_state)
         delivery.settle()
-        if stored is None:
+        if entry is None:
             return
+        queue, stored = entry
         self.broker.settled.append((queue, stored.message_id, outcome))
         with self.broker._lock:
             if outcome in ("released", "modified"):

@@ -19,7 +19,7 @@ import ast
 import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -77,7 +77,9 @@ def tree_sitter_errors(source: str) -> list[str]:
 def pycep_parse_text(text: str) -> dict[str, Any]:
     from pycep import BicepParser
 
-    return BicepParser().parse(text=text)
+    # pycep annotates the result as its BicepJson TypedDict; at run time it is a plain dict, and
+    # callers here walk it as untyped JSON (keys and nesting the TypedDict doesn't spell out).
+    return cast(dict[str, Any], BicepParser().parse(text=text))
 
 
 @functools.cache

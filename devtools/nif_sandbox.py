@@ -383,7 +383,7 @@ class NifSandbox:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> NifSandbox:
+    def start(self) -> Self:
         handler = _make_handler(self)
         server_cls = type("SandboxServer", (ThreadingHTTPServer,), {"request_queue_size": 256})
         self._server = server_cls((self._host, self._port), handler)
@@ -551,36 +551,34 @@ class NifSandbox:
             req, today=self.today(), branch_ids=branch_ids, allidrett_group_ids=allidrett
         )
         if violations:
-            code = rules.primary_code(violations)
-            return 400, _nif_error(code, [v for v in violations if v.code == code])
+            primary = rules.primary_code(violations)
+            assert primary is not None  # None only for an empty list
+            return 400, _nif_error(primary, [v for v in violations if v.code == primary])
         with self._lock:
             return self._accept(club, req)
 
     def _find_or_new_person(self, req: MembershipRequest) -> tuple[_Person, bool] | None:
-        p = req.person
-        assert p is not None
+        p = _validated(req.person)
         if p.personId is not None:
             person = self.persons.get(p.personId)
             return (person, False) if person else None
-        key = (
-            p.firstName.lower(),
-            p.lastName.lower(),
-            p.birthDate.isoformat(),
-            p.genderId,
-            p.postCode,
-            p.nationalityId,
-        )
+        # Without personId, rule 1001 has required all of these.
+        first_name, last_name = _validated(p.firstName), _validated(p.lastName)
+        birth_date = _validated(p.birthDate).isoformat()
+        gender_id, post_code = _validated(p.genderId), _validated(p.postCode)
+        nationality_id = _validated(p.nationalityId)
+        key = (first_name.lower(), last_name.lower(), birth_date, gender_id, post_code, nationality_id)
         for person in self.persons.values():
             if person.search_key() == key:
                 return person, False
         person = _Person(
             next(self._ids),
-            p.firstName,
-            p.lastName,
-            p.birthDate.isoformat(),
-            p.genderId,
-            p.postCode,
-            p.nationalityId,
+            first_name,
+            last_name,
+            birth_date,
+            gender_id,
+            post_code,
+            nationality_id,
             p.email,
             p.mobilePhone,
             validated=False,
@@ -604,20 +602,20 @@ class NifSandbox:
         )
         org = self.orgs[club]
         start = (req.startDate or self.today()).isoformat()
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "branchId": s.branchId,
                 "sportId": s.sportId,
-                "startDate": s.startDate.isoformat(),
+                "startDate": _validated(s.startDate).isoformat(),  # rule 1036
                 "endDate": s.endDate.isoformat() if s.endDate else None,
             }
             for s in req.sports
         ]
-        groups = [
+        groups: list[dict[str, Any]] = [
             {
                 "groupId": g.groupId,
                 "sportId": g.sportId,
-                "startDate": g.startDate.isoformat(),
+                "startDate": _validated(g.startDate).isoformat(),  # rule 1036
                 "endDate": g.endDate.isoformat() if g.endDate else None,
             }
             for g in req.groups
@@ -664,9 +662,10 @@ class NifSandbox:
             ],
             "groups": [{"groupId": g["groupId"], "sportId": g["sportId"], "activeMembershipId": 0} for g in groups],
             "person": None,
-            # Since March 2023 the verification goes to an existing person's own contacts.
-            "sentToEmail": person.email if not new else req.person.email,
-            "sentToPhone": person.mobilePhone if not new else req.person.mobilePhone,
+            # Since March 2023 the verification goes to an existing person's own contacts; a new
+            # person's contacts are the request's (copied into ``person`` by _find_or_new_person).
+            "sentToEmail": person.email,
+            "sentToPhone": person.mobilePhone,
             "responseMessage": PENDING_MESSAGE,
         }
 
@@ -773,6 +772,15 @@ class NifSandbox:
                     "calls": dict(self.calls),
                 }
         return 404, {"message": "unknown sandbox route"}
+
+
+def _validated[T](value: T | None) -> T:
+    """A request field that :func:`rules.validate_membership` has already required.
+
+    Only called after validation passed, so ``None`` here is a sandbox bug (answered as NIF's 500).
+    """
+    assert value is not None, "validated membership request lacks a required field"
+    return value
 
 
 def _nif_error(code: int, violations: Iterable[rules.Violation] = ()) -> dict[str, Any]:

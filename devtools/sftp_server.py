@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -209,7 +209,8 @@ class SftpServer:
                 self._written[id(file_obj)] = 0
                 return file_obj
 
-            def write(self, file_obj: object, offset: int, data: bytes) -> int:
+            # asyncssh types this MaybeAwait[int]; the base result (sync for local files) passes through.
+            def write(self, file_obj: object, offset: int, data: bytes) -> int | Awaitable[int]:
                 key = id(file_obj)
                 self._written[key] = self._written.get(key, 0) + len(data)
                 result = super().write(file_obj, offset, data)

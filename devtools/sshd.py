@@ -67,7 +67,7 @@ class OpenSshd:
     def _run(self, *args: str) -> None:
         subprocess.run(list(args), check=True, capture_output=True, timeout=30)
 
-    def start(self) -> OpenSshd:
+    def start(self) -> Self:
         reason = sshd_unavailable_reason()
         if reason:
             raise RuntimeError(reason)

@@ -173,9 +173,3 @@ def test_correlation_on_some_messages_lands_nowhere_else(app_host, fresh_tables)
     app_host.invoke("nif_queue", msgs=batch)
     types = {int(r["RowKey"]): raw_from_journal(r).content_type for r in store.table(E.JOURNAL_TABLE).query()}
     assert types[batch[0].sequence_number] is None
-
-
-def test_timer_with_timer_info_as_the_host_sends_it(app_host, storage) -> None:
-    """IsPastDue true and false both reach the export timer, which runs (no clubs: nothing to send)."""
-    for past_due in (False, True):
-        assert app_host.invoke("idrott_export_timer", timer=past_due) is not None
