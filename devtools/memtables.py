@@ -5,7 +5,10 @@ values and ``_``-prefixed keys are not stored, ETags change on every write, ``in
 False for an existing row, ``update`` raises ``Conflict`` on a stale ETag or a missing row,
 ``submit`` groups by PartitionKey and applies chunks of <= 100 atomically. Filters: a
 conjunction of ``Name op @param`` comparisons (``eq ne gt ge lt le``), which is all the
-consumer sends. Optional ``fail`` hook for fault injection.
+consumer sends. Optional ``fail`` hook for fault injection. Property limits are the service's:
+a string longer than 32 768 UTF-16 code units (dicts and lists measured as the JSON the adapter
+writes), binary over 64 KiB → ``StorageError`` (the service's 400, for the whole transaction); an
+integer outside Edm.Int64 → ``TypeError`` (what the SDK raises).
 """
 
 from __future__ import annotations
@@ -72,8 +75,28 @@ class MemoryTable:
         out["_etag"] = row["etag"]
         return out
 
+    @staticmethod
+    def _validate(entity: Mapping[str, Any]) -> None:
+        import json
+
+        from shared.tables import StorageError
+        from shared.textsize import MAX_PROPERTY_BYTES, MAX_PROPERTY_UNITS, utf16_units
+
+        for key, value in entity.items():
+            if key.startswith("_") or value is None:
+                continue
+            if isinstance(value, (dict, list, tuple)):
+                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+            if isinstance(value, str) and utf16_units(value) > MAX_PROPERTY_UNITS:
+                raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
+            if isinstance(value, bytes) and len(value) > MAX_PROPERTY_BYTES:
+                raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
+            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+                raise TypeError(f"{key}: integer too large for Edm.Int64")
+
     def _put(self, entity: Mapping[str, Any], replace: bool) -> str:
         key = (str(entity["PartitionKey"]), str(entity["RowKey"]))
+        self._validate(entity)
         clean = self._clean(entity)
         old = self.rows.get(key)
         if old is not None and not replace:

@@ -3,16 +3,20 @@
 The host builds a batch's bodies and ``*Array`` trigger metadata by its own rules
 (``devtools.runtime.invocations``): string arrays lose their null and empty entries, enqueued
 times carry no offset, bodies are bytes (``dataType: binary``). Generated batches mix good
-messages with empty bodies, undecodable bodies, and optional properties (ContentType,
-CorrelationId, Subject) present on only some messages, with naive or aware enqueued times.
+messages with bodies of any bytes (empty, not UTF-8, nested 10 000 deep, numbers of 5 000
+digits, JSON of the wrong shape, text larger than a table property, in characters outside the
+BMP that count twice), envelope properties that are missing, of odd types, out of range or
+larger than a table property, and optional properties (ContentType, CorrelationId, Subject)
+present on only some messages, with naive or aware enqueued times.
 
 Invariants (each example):
-- the function completes (nothing is abandoned, so nothing heads for dead letters);
-- the journal holds exactly one row per delivered message, and every property in it is that
-  message's own (content type its own or unknown, message id its own, enqueued time its own
-  instant in UTC), never another message's;
-- the projections equal those of a plain model run over the same messages: every good message
-  is applied, every undecodable one quarantined.
+- the function completes: a poison message never makes it raise (nothing is abandoned, so
+  nothing heads for dead letters; only a storage failure may, and none is injected here);
+- the journal holds exactly one row per delivered message, with its body and application
+  properties intact, and every property in it is that message's own (content type its own or
+  unknown, message id its own, enqueued time its own instant in UTC), never another message's;
+- the projections equal those of a plain model run over the same messages, and every message
+  is either applied or quarantined with a reason.
 """
 
 from __future__ import annotations
@@ -44,7 +48,25 @@ BAD_BODIES = {
     "deep": b"[" * 10_000 + b"]" * 10_000,
     "huge integer": b'{"Id": ' + b"9" * 5_000 + b"}",
     "not an object": b"[1, 2]",
+    "wide text": json.dumps({"note": "\U0001f600" * 40_000}, ensure_ascii=False).encode(),  # > a property, in UTF-16
 }
+#: What a property may hold besides the fixture's value: missing, odd types, out of range, huge.
+ODD_VALUES = st.sampled_from([None, "", -1, 0, 2**63, 2**70, "9223372036854775808", 1.5, True, "x" * 40_000, "\u00e6"])
+
+
+@st.composite
+def envelope_properties(draw: st.DrawFn, fixture: dict[str, Any]) -> dict[str, Any]:
+    props = dict(fixture)
+    if draw(st.integers(0, 5)) == 0:  # one in six: spoil one property
+        name = draw(st.sampled_from(["ObjectId", "EntityName", "ChangeType"]))
+        value = draw(ODD_VALUES)
+        if value is None:
+            props.pop(name)
+        else:
+            props[name] = value
+    if draw(st.integers(0, 9)) == 0:
+        props["Extra"] = "\U0001f600" * 20_000  # Service Bus allows 64 KB of properties
+    return props
 
 
 @st.composite
@@ -53,8 +75,13 @@ def broker_messages(draw: st.DrawFn) -> list[BrokerMessage]:
     out = []
     for _ in range(n):
         item = draw(st.sampled_from(POOL))
-        body_kind = draw(st.sampled_from(["fixture"] * 4 + ["empty", *BAD_BODIES]))
-        body = body_bytes(item) if body_kind == "fixture" else b"" if body_kind == "empty" else BAD_BODIES[body_kind]
+        body_kind = draw(st.sampled_from(["fixture"] * 5 + ["empty", "bytes", *BAD_BODIES]))
+        if body_kind == "fixture":
+            body = body_bytes(item)
+        elif body_kind == "bytes":
+            body = draw(st.binary(max_size=64))
+        else:
+            body = b"" if body_kind == "empty" else BAD_BODIES[body_kind]
         seq = next(_SEQ)
         when = T0 + timedelta(seconds=seq % 100_000, microseconds=draw(st.integers(0, 999_999)))
         if draw(st.booleans()):  # the host's form: a naive UTC DateTime
@@ -66,7 +93,7 @@ def broker_messages(draw: st.DrawFn) -> list[BrokerMessage]:
                 sequence_number=seq,
                 message_id=f"m-{uuid.uuid4().hex[:10]}",
                 enqueued_time=when,
-                application_properties=dict(item["properties"]),
+                application_properties=draw(envelope_properties(item["properties"])),
                 content_type=draw(optional),
                 correlation_id=draw(optional),
                 subject=draw(optional),
@@ -109,7 +136,11 @@ def test_batches_as_the_host_delivers_them(app_host, fresh_tables, batch: list[B
     store = fresh_tables()
     app_host.invoke("nif_queue", msgs=batch)  # raises InvocationFailed if the batch would be abandoned
 
-    journal = {int(r["RowKey"]): raw_from_journal(r) for r in store.table(E.JOURNAL_TABLE).query()}
+    overflow = store.table(E.JOURNAL_OVERFLOW_TABLE)
+    journal = {
+        int(r["RowKey"]): raw_from_journal(r, overflow.query(partition_key=f"{r['PartitionKey']}-{r['RowKey']}"))
+        for r in store.table(E.JOURNAL_TABLE).query()
+    }
     assert sorted(journal) == sorted(m.sequence_number for m in batch), "one journal row per message"
     for m in batch:
         row = journal[m.sequence_number]
@@ -117,6 +148,7 @@ def test_batches_as_the_host_delivers_them(app_host, fresh_tables, batch: list[B
         assert row.content_type in (m.content_type or None, None), "a content type from another message"
         assert row.enqueued_time_utc == _utc(m.enqueued_time)
         assert row.body == m.body
+        assert row.application_properties == m.application_properties
 
     aligned_types = all(m.content_type for m in batch)
     model = MemoryTableStore()

@@ -14,6 +14,7 @@ case-insensitively. A message that can never be applied raises :class:`PoisonMes
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,8 @@ __all__ = [
 
 #: NIF's ids are positive; Table Storage keeps integers as Edm.Int64.
 MAX_OBJECT_ID = 2**63 - 1
+#: NIF's entity names are short identifiers; an unknown one becomes a table partition key (1 KiB).
+MAX_ENTITY_NAME = 100
 
 
 class ChangeType(enum.IntEnum):
@@ -165,8 +168,7 @@ def _props(raw: Mapping[Any, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in (raw or {}).items():
         k = _text(key)
-        if k is not None:
-            out[k] = value
+        out[k if k is not None else "0x" + bytes(key).hex()] = value  # a key that is not UTF-8 is kept, as hex
     return out
 
 
@@ -216,6 +218,8 @@ def parse_envelope(raw: RawMessage) -> Envelope:
     if entity_name is None or not entity_name.strip():
         raise PoisonMessage("missing EntityName property")
     entity_name = entity_name.strip()
+    if len(entity_name) > MAX_ENTITY_NAME:
+        raise PoisonMessage(f"EntityName is longer than {MAX_ENTITY_NAME} characters")
     entity, known = normalise_entity_name(entity_name)
     if not entity:
         raise PoisonMessage("EntityName is empty")
@@ -357,11 +361,30 @@ def raw_batch_from_functions(msgs: Sequence[Any]) -> list[RawMessage]:
     return [replace(r, **{name: blank[name] for name in unknown}) for r in raws]
 
 
+def sdk_body(body: Any) -> bytes:
+    """An AMQP body as bytes, whatever its type, so that any message can be journaled.
+
+    Data sections (what NIF sends) are joined; an AMQP value or sequence body (which
+    ``bytes(part)`` used to choke on, stopping the dead-letter drain at that message for good) is
+    kept as JSON text, which the envelope then quarantines as not applicable.
+    """
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogatepass")
+    if isinstance(body, (dict, int, float, bool)):
+        return json.dumps(body, default=_plain, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    parts = list(body)
+    if all(isinstance(p, (bytes, bytearray, memoryview)) for p in parts):
+        return b"".join(bytes(p) for p in parts)
+    return json.dumps(parts, default=_plain, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 def raw_from_sdk(msg: Any) -> RawMessage:
     """From azure-servicebus ``ServiceBusReceivedMessage`` (dead-letter drain)."""
-    body = msg.body
-    if not isinstance(body, (bytes, bytearray)):
-        body = b"".join(bytes(part) for part in body)
+    body = sdk_body(msg.body)
     return RawMessage(
         message_id=str(_text(msg.message_id) or ""),
         sequence_number=_int(getattr(msg, "sequence_number", None)),

@@ -7,10 +7,12 @@ batch journals in one transaction), and a partition scan returns messages in que
 Without a sequence number (never from Service Bus) the message id is the key, partition ``msgid``.
 
 The raw body is kept in chunks ``Body00``, ``Body01``, ... below the 64 KiB property limit
-(30 000 characters of text for a UTF-8 body, else 60 000 bytes of binary), 14 chunks in the row
-(an entity holds at most 1 MiB);
-the rest goes to ``NifJournalOverflow`` rows (``PartitionKey = <pk>-<rk>``, ``RowKey`` = chunk
-number), written before the journal row.
+(30 000 UTF-16 code units of text for a UTF-8 body, which is how the service counts a string, so
+an emoji takes two; else 60 000 bytes of binary), 14 chunks in the row (an entity holds at most
+1 MiB); the rest goes to ``NifJournalOverflow`` rows (``PartitionKey = <pk>-<rk>``, ``RowKey`` =
+chunk number), written before the journal row. Properties too large for the ``Meta`` column
+(Service Bus allows 64 KB of them) go to overflow rows ``m000000``… the same way, so a journal
+row can always be written, whatever the message carries.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.nif.queue.envelope import Envelope, PoisonMessage, RawMessage, parse_envelope
+from shared.textsize import CHUNK_UNITS, text_chunks, utf16_units
 
 CHUNK = 60_000  # bytes per binary chunk (a property holds at most 64 KiB)
-TEXT_CHUNK = 30_000  # characters per text chunk (strings count UTF-16: 64 KiB = 32 768 chars)
+TEXT_CHUNK = CHUNK_UNITS  # UTF-16 code units per text chunk (shared/textsize.py)
 IN_ROW_CHUNKS = 14  # ~840 KB in the row (an entity holds at most 1 MiB)
 SEQ_PARTITION = 1_000
 
@@ -40,7 +43,15 @@ def body_chunks(body: bytes) -> tuple[str, list[str] | list[bytes]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return "binary", [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)]
-    return "text", [text[i : i + TEXT_CHUNK] for i in range(0, len(text), TEXT_CHUNK)]
+    return "text", text_chunks(text)
+
+
+def needs_overflow(row: dict[str, Any]) -> bool:
+    """Whether reading ``row`` back needs its ``NifJournalOverflow`` rows."""
+    meta = row.get("Meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    return int(meta.get("chunks") or 0) > IN_ROW_CHUNKS or bool(meta.get("propsChunks"))
 
 
 def _iso(value: Any) -> str | None:
@@ -77,19 +88,28 @@ def journal_rows(
         meta.update(known=env.known, objectId=env.object_id, changeType=int(env.change_type), version=env.version)
     else:
         meta["poison"] = poison.reason if poison else "unparsed"
+    overflow = [
+        {"PartitionKey": f"{pk}-{rk}", "RowKey": f"{i:06d}", "Chunk": chunk}
+        for i, chunk in enumerate(chunks[IN_ROW_CHUNKS:], start=IN_ROW_CHUNKS)
+    ]
+    if utf16_units(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), default=str)) > TEXT_CHUNK:
+        props = json.dumps(
+            {"props": meta.pop("props"), "user": meta.pop("user", None)}, ensure_ascii=False, default=str
+        )
+        pieces = text_chunks(props)
+        meta["propsChunks"] = len(pieces)
+        overflow.extend(
+            {"PartitionKey": f"{pk}-{rk}", "RowKey": f"m{i:05d}", "Chunk": piece} for i, piece in enumerate(pieces)
+        )
     row: dict[str, Any] = {
         "PartitionKey": pk,
         "RowKey": rk,
-        "MessageId": raw.message_id,
+        "MessageId": raw.message_id[:1024],  # Service Bus caps ids at 128 characters
         "Entity": env.entity if env is not None else "",
         "Meta": meta,
     }
     for i, chunk in enumerate(chunks[:IN_ROW_CHUNKS]):
         row[f"Body{i:02d}"] = chunk
-    overflow = [
-        {"PartitionKey": f"{pk}-{rk}", "RowKey": f"{i:06d}", "Chunk": chunk}
-        for i, chunk in enumerate(chunks[IN_ROW_CHUNKS:], start=IN_ROW_CHUNKS)
-    ]
     return row, overflow
 
 
@@ -100,8 +120,13 @@ def raw_from_journal(row: dict[str, Any], overflow: Iterator[dict[str, Any]] | N
         meta = json.loads(meta)
     n = int(meta.get("chunks") or 0)
     parts = [row.get(f"Body{i:02d}") for i in range(min(n, IN_ROW_CHUNKS))]
+    extra = sorted(overflow or [], key=lambda r: r["RowKey"])
+    body_rows = [r for r in extra if not r["RowKey"].startswith("m")]
     if n > IN_ROW_CHUNKS:
-        parts.extend(r["Chunk"] for r in sorted(overflow or [], key=lambda r: r["RowKey"]))
+        parts.extend(r["Chunk"] for r in body_rows)
+    if meta.get("propsChunks"):
+        spilled = json.loads("".join(r["Chunk"] for r in extra if r["RowKey"].startswith("m")))
+        meta = {**meta, "props": spilled.get("props"), "user": spilled.get("user")}
     if meta.get("enc") == "binary":
         body = b"".join(bytes(p or b"") for p in parts)
     else:

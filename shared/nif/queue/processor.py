@@ -40,11 +40,12 @@ from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import ChangeType, Envelope, PoisonMessage, RawMessage
 from shared.nif.queue.journal import classify, journal_rows
 from shared.nif.queue.merge import RowState, apply_change
+from shared.textsize import CHUNK_UNITS, text_chunks, utf16_units
 
 log = logging.getLogger("shared.nif.queue")
 
 MAX_CONFLICT_RETRIES = 8
-DATA_CHUNK = 30_000
+DATA_CHUNK = CHUNK_UNITS
 CACHE_SIZE = 20_000
 
 ConfirmFn = Callable[..., bool]
@@ -61,8 +62,8 @@ def state_to_entity(state: RowState, pk: str, rk: str) -> dict[str, Any]:
     soft = E.as_bool(E.field(state.data, *E.SOFT_DELETE))
     ent: dict[str, Any] = {}
     text = json.dumps(state.data, ensure_ascii=False, separators=(",", ":"))
-    if len(text) > DATA_CHUNK:  # a string property holds at most 32 768 UTF-16 characters
-        chunks = [text[i : i + DATA_CHUNK] for i in range(0, len(text), DATA_CHUNK)]
+    if utf16_units(text) > DATA_CHUNK:  # a string property holds at most 32 768 UTF-16 code units
+        chunks = text_chunks(text, DATA_CHUNK)
         ent["dataChunks"] = len(chunks)
         ent.update({f"data{i:02d}": c for i, c in enumerate(chunks)})
     else:
@@ -226,7 +227,7 @@ class QueueProcessor:
             self._quarantine([(raw, poison)])
             return Outcome(raw.message_id, raw.sequence_number, "quarantined", reason=poison.reason)
         assert env is not None
-        from shared.tables import Conflict, StorageError, TransientStorageError
+        from shared.tables import Conflict, TransientStorageError
 
         try:
             return self._apply_envelopes(
@@ -234,8 +235,8 @@ class QueueProcessor:
             )[0]
         except (TransientStorageError, Conflict, ConflictRetriesExhausted):
             raise
-        except StorageError as exc:  # the service refuses the row: retrying cannot help
-            reason = f"storage refused the projection write: {exc}"
+        except Exception as exc:  # noqa: BLE001 - refused row or a bug: redelivery cannot help
+            reason = _apply_failure(exc)
             self._quarantine([(raw, PoisonMessage(reason))])
             return Outcome(raw.message_id, raw.sequence_number, "quarantined", env.entity, env.object_id, reason)
 
@@ -253,7 +254,7 @@ class QueueProcessor:
     def process_batch(self, raws: list[RawMessage]) -> list[Outcome]:
         """Journal every message of the batch (one transaction per partition), then apply the
         batch with reads and writes grouped per partition."""
-        from shared.tables import Conflict, StorageError, TransientStorageError
+        from shared.tables import Conflict, TransientStorageError
 
         if not raws:
             return []
@@ -272,24 +273,24 @@ class QueueProcessor:
                 outcomes.extend(self._apply_envelopes(envs, redelivered=redelivered))
             except (TransientStorageError, Conflict, ConflictRetriesExhausted):
                 raise
-            except StorageError:
-                # a row the service refuses (too large, bad property): isolate it message by
-                # message so only that one is quarantined and the rest apply
-                log.warning("batch apply refused by storage; retrying message by message")
+            except Exception as exc:  # noqa: BLE001 - see _apply_failure
+                # a row the service refuses (too large, bad property) or a message our code
+                # cannot apply: isolate message by message so only that one is quarantined
+                log.warning("batch apply failed (%s); retrying message by message", type(exc).__name__)
                 outcomes = [o for o in outcomes if o.status == "quarantined"]
                 for env in envs:
                     outcomes.append(self._apply_isolated(env))
         return outcomes
 
     def _apply_isolated(self, env: Envelope) -> Outcome:
-        from shared.tables import Conflict, StorageError, TransientStorageError
+        from shared.tables import Conflict, TransientStorageError
 
         try:
             return self._apply_envelopes([env], redelivered=True)[0]
         except (TransientStorageError, Conflict, ConflictRetriesExhausted):
             raise
-        except StorageError as exc:
-            reason = f"storage refused the projection write: {type(exc).__name__}"
+        except Exception as exc:  # noqa: BLE001 - see _apply_failure
+            reason = _apply_failure(exc)
             self._quarantine([(env.raw, PoisonMessage(reason))])
             return Outcome(env.message_id, env.sequence_number, "quarantined", env.entity, env.object_id, reason)
 
@@ -706,6 +707,22 @@ class QueueProcessor:
 
 PARALLEL = True
 _pool_lock = threading.Lock()
+
+
+def _apply_failure(exc: BaseException) -> str:
+    """Why a journaled message could not be applied, for its quarantine row.
+
+    Only storage being unavailable (transient errors, ETag conflicts) is worth a redelivery: the
+    function raises and Service Bus delivers again. Anything else (the service refuses the row,
+    a value the SDK cannot type, a bug of ours) would fail the same way on every delivery and
+    hold the whole batch back until it is dead-lettered, so the message is quarantined instead;
+    it is journaled, and ``python -m shared.nif.queue.quarantine replay`` applies it after a fix.
+    """
+    from shared.tables import StorageError
+
+    if isinstance(exc, StorageError):
+        return f"storage refused the projection write: {type(exc).__name__}"
+    return f"could not be applied: {type(exc).__name__}"
 
 
 def _parallel(jobs: list[Callable[[], Any]], *, pool: Callable[[], Any] | None = None) -> list[Any]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.nif.queue import entities as E
-from shared.nif.queue.journal import raw_from_journal
+from shared.nif.queue.journal import needs_overflow, raw_from_journal
 
 log = logging.getLogger("shared.nif.queue.quarantine")
 
@@ -38,7 +38,7 @@ def replay(store: Any, processor: Any, ids: list[str] | None = None) -> dict[str
         if ids and row["RowKey"] not in ids:
             continue
         overflow = None
-        if int((row.get("Meta") or {}).get("chunks") or 0) > 14:
+        if needs_overflow(row):
             overflow = store.table(E.JOURNAL_OVERFLOW_TABLE).query(
                 partition_key=f"{row['JournalPartitionKey']}-{row['JournalRowKey']}"
             )

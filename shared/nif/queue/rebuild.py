@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import KNOWN_ENTITIES, normalise_entity_name
-from shared.nif.queue.journal import IN_ROW_CHUNKS, raw_from_journal
+from shared.nif.queue.journal import needs_overflow, raw_from_journal
 
 log = logging.getLogger("shared.nif.queue.rebuild")
 CHUNK = 500
@@ -55,7 +55,7 @@ def rebuild(store: Any, processor: Any, target: str) -> dict[str, int]:
         if entity and entities is not None and entity not in entities:
             continue
         extra = None
-        if int((row.get("Meta") or {}).get("chunks") or 0) > IN_ROW_CHUNKS:
+        if needs_overflow(row):
             extra = overflow.query(partition_key=f"{row['PartitionKey']}-{row['RowKey']}")
         pending.append(raw_from_journal(row, extra))
         if len(pending) >= CHUNK:
