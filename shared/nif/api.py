@@ -45,7 +45,16 @@ def _club_id(req: ApiRequest, where: str = "route") -> int:
 
 
 def problem_from_nif(exc: NifError, *, posted: bool = False) -> Problem:
-    """Map a client exception to the problem the caller sees (pure)."""
+    """Map a client exception to the problem the caller sees (no I/O).
+
+    The ``detail`` of a rejection is our own sentence for a NIF code we know (``nifCode`` carries
+    the code); otherwise NIF's message only when it passes ``public_nif_message`` (short, from a
+    JSON error body, nothing a redactor would touch), else our sentence with the status. Every
+    detail goes through the redactor as well, whoever built the exception.
+    """
+    from shared.logs import redact
+    from shared.nif.client import rejection_message
+
     if isinstance(exc, NifRejected):
         code = exc.nif_code
         if code is None and exc.status == 404:
@@ -53,8 +62,8 @@ def problem_from_nif(exc: NifError, *, posted: bool = False) -> Problem:
                 502, "Bad Gateway", "NIF does not know this endpoint (check NIF_API_BASE_URL).", "nif-unavailable"
             )
         status = _CODE_STATUS.get(code, 422) if code is not None else 422
-        text = rules.NIF_MESSAGES.get(code) if code is not None else None
-        return Problem(status, "Rejected by NIF", exc.message or text, "nif-rejected", nif_code=code)
+        detail = redact(rejection_message(exc.status or 400, code, exc.message))
+        return Problem(status, "Rejected by NIF", detail, "nif-rejected", nif_code=code)
     if isinstance(exc, NifTimeout):
         detail = "NIF did not answer in time."
         if posted:
@@ -70,7 +79,8 @@ def _nif(posted: bool = False) -> Iterator[None]:
     try:
         yield
     except NifError as exc:
-        log.warning("NIF call failed: %s (%s)", type(exc).__name__, exc.message)
+        code = getattr(exc, "nif_code", None)
+        log.warning("NIF call failed: %s (HTTP %s, code %s): %s", type(exc).__name__, exc.status, code, exc.message)
         raise problem_from_nif(exc, posted=posted) from None
 
 

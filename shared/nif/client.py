@@ -12,6 +12,12 @@
   once and the call retried once.
 - **Caches**: sports and countries 24 h (process-wide), org structure 1 h per club.
 - Tokens and the subscription key are never logged nor put in exception messages.
+- **Error text**: a :class:`NifRejected` message is what a caller may see: our sentence for a
+  known NIF code, else NIF's own message when it is short and structured
+  (:func:`public_nif_message`), else our sentence with the HTTP status. NIF's raw body is never
+  passed on.
+- **Token expiry**: an ``exp`` that is not a finite number, or lies more than a day in the past or
+  more than a year ahead, is ignored (the token is cached for ``FALLBACK_TOKEN_LIFETIME``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -42,6 +49,9 @@ log = logging.getLogger("shared.nif.client")
 REFERENCE_TTL_SECONDS = 24 * 3600
 ORG_TTL_SECONDS = 3600
 FALLBACK_TOKEN_LIFETIME = 3600  # the seed's sample token lives 1 h; used when exp is unreadable
+EXP_PAST_TOLERANCE = 24 * 3600  # an exp further in the past than this is not a clock skew: ignored
+EXP_MAX_AHEAD = 366 * 24 * 3600  # an exp further ahead than this is absurd: ignored
+PUBLIC_MESSAGE_MAX = 200  # NIF's own message is shown to callers only up to this length
 GET_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.2
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -62,18 +72,32 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not base64/JSON, a > 4300-digit integer, deep nesting
         return None
     return claims if isinstance(claims, dict) else None
 
 
 def jwt_expiry(token: str) -> float | None:
-    """``exp`` as epoch seconds, or None."""
+    """``exp`` as finite epoch seconds, or None (missing, not a number, infinite or too big)."""
     claims = jwt_claims(token) or {}
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return None
-    return float(exp)
+    try:
+        value = float(exp)
+    except OverflowError:  # an int beyond float range
+        return None
+    return value if math.isfinite(value) else None
+
+
+def plausible_expiry(exp: float | None, now: float) -> float | None:
+    """``exp`` if it could be a real token's expiry seen at ``now``, else None (then the token
+    lives ``FALLBACK_TOKEN_LIFETIME``): at most a day in the past (clock skew), at most a year ahead."""
+    if exp is None or not math.isfinite(exp):
+        return None
+    if exp < now - EXP_PAST_TOLERANCE or exp > now + EXP_MAX_AHEAD:
+        return None
+    return exp
 
 
 _CODE_KEYS = ("nifCode", "code", "errorCode", "errorcode", "statusCode", "Code", "ErrorCode")
@@ -88,17 +112,62 @@ def parse_nif_error(content: bytes | str) -> tuple[int | None, str | None]:
     sandbox), ``errorCode``/``nifCode``/``statusCode`` spellings, ``{"error": {...}}``,
     ``{"errors": [{...}]}``, a bare number, or text containing a 1xxx/3xxx code.
     """
+    code, message, _structured = _parse_error(content)
+    return code, message
+
+
+def _parse_error(content: bytes | str) -> tuple[int | None, str | None, bool]:
+    """(code, message, whether the message came from a JSON error object's message field)."""
     text = content.decode("utf-8", "replace") if isinstance(content, (bytes, bytearray)) else content
     try:
         data: Any = lenient_json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     code, message = _find_code(data)
+    structured = message is not None
     if code is None and (data is None or isinstance(data, str)):
         match = _CODE_IN_TEXT.search(text)
         code = int(match.group(1)) if match else None
         message = message or (text.strip()[:300] or None)
-    return code, message
+    return code, message, structured
+
+
+def public_nif_message(message: str | None) -> str | None:
+    """NIF's own message as a caller may see it, or None.
+
+    The rule: only a message taken from a JSON error body's message field (the caller checks
+    that), at most ``PUBLIC_MESSAGE_MAX`` characters, printable on one line, no markup (``<``,
+    ``>``), and nothing in it that the redactor would touch (a registered secret such as the
+    subscription key, a JWT, ``key=value`` secrets, a personnummer). Anything else is dropped
+    whole rather than shown half-redacted.
+    """
+    if not message:
+        return None
+    text = message.strip()
+    if not text or len(text) > PUBLIC_MESSAGE_MAX or "<" in text or ">" in text:
+        return None
+    if not text.isprintable():
+        return None
+    try:
+        from shared.logs import redact
+    except ImportError:  # pragma: no cover - foundation not present
+        return None
+    return text if redact(text) == text else None
+
+
+def rejection_message(status: int, code: int | None, nif_message: str | None) -> str:
+    """What a caller may read about a NIF rejection: our sentence for a code we know, NIF's
+    message when :func:`public_nif_message` allows it, else our sentence with the status/code."""
+    from shared.nif.rules import NIF_MESSAGES
+
+    if code is not None and code in NIF_MESSAGES:
+        return NIF_MESSAGES[code]
+    shown = public_nif_message(nif_message)
+    if shown:
+        return shown
+    if code is not None:
+        return f"NIF rejected the request with code {code}."
+    return f"NIF rejected the request (HTTP {status})."
 
 
 def _as_code(value: Any) -> int | None:
@@ -138,9 +207,14 @@ def _find_code(data: Any, depth: int = 0) -> tuple[int | None, str | None]:
 
 
 def _iso(epoch: float | None) -> str | None:
+    """ISO 8601 UTC, or None when ``epoch`` is None or not representable (never raises: it is
+    used inside log calls)."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -245,7 +319,7 @@ class NifClient:
         if not _JWT_SHAPE.match(token):
             _register_secret(token)  # JWTs are redacted by shape; anything else by value
         now = self._clock()
-        exp = jwt_expiry(token)
+        exp = plausible_expiry(jwt_expiry(token), now)
         margin = float(self._settings.NIF_TOKEN_REFRESH_MARGIN_SECONDS)
         log.info("NIF token obtained for club %s (mode %s, expires %s)", club_id, self.mode, _iso(exp))
         return CachedToken(token, now, exp, plan_refresh(now, exp, margin))
@@ -434,7 +508,9 @@ class NifClient:
         if isinstance(data, dict) and not any(k in data for k in ("personId", "traceId", "membershipId")):
             code, message = _find_code(data)
             if code is not None:  # an error code inside a 200
-                raise NifRejected(message or f"NIF code {code}", status=resp.status_code, nif_code=code)
+                raise NifRejected(
+                    rejection_message(resp.status_code, code, message), status=resp.status_code, nif_code=code
+                )
         try:
             return NifMembershipResponse.model_validate(data)
         except ValidationError:
@@ -449,12 +525,12 @@ def _error_from(resp: httpx.Response) -> NifError:
     status = resp.status_code
     if status >= 500:
         return NifUnavailable(f"NIF answered HTTP {status}", status=status)
-    code, message = parse_nif_error(resp.content)
+    code, message, structured = _parse_error(resp.content)
     if status in (401, 403):
         return NifUnavailable(f"NIF refused our credentials (HTTP {status})", status=status)
     if code is None and status not in (400, 404, 409, 422):
         return NifUnavailable(f"NIF answered HTTP {status}", status=status)
-    return NifRejected(message or f"NIF answered HTTP {status}", status=status, nif_code=code)
+    return NifRejected(rejection_message(status, code, message if structured else None), status=status, nif_code=code)
 
 
 def _register_secret(value: str) -> None:

@@ -9,10 +9,14 @@
 - ``GET /api/nif/persons/{personId}``: the person, contact and memberships. An old PersonId of a
   merged person resolves to the survivor (``requestedPersonId`` keeps the asked id).
 
-Fields NIF marks secret (``isSecretAddress``, ``isSecretEmail``, ``isSecretMobilePhone``,
-``isSecretPrivatePhone``, ``isSecretWorkPhone`` → the corresponding values) are omitted unless
-the caller used the admin-level twin (``…/full``, master key). The host decides which key was
-used only through the route's auth level, hence the twins.
+The function-key views are built from an **allow-list** (:data:`PUBLIC_FIELDS`, per entity):
+a field is shown only when its name (case-insensitive, trimmed) is listed for that entity and its
+value is a scalar or a list of scalars. Contact values (address, e-mail, phones) are listed but
+gated by NIF's secret flags, read tolerantly (any key containing ``secret``/``hidden``/
+``confidential``, any spelling or nesting, any value that is not clearly false counts as set).
+Everything else, unknown and nested fields included, is shown only by the admin-level twins
+(``…/full``, master key). The host decides which key was used only through the route's auth
+level, hence the twins.
 """
 
 from __future__ import annotations
@@ -35,18 +39,171 @@ def _store() -> Any:
     return get_table_store()
 
 
-# --- secret fields --------------------------------------------------------------------------
+# --- the function-key view: allow-list + secret flags -----------------------------------------
+
+#: Contact values hidden by each secret category (the canonical flag → the values it hides).
+SECRET_CATEGORIES: dict[str, tuple[str, ...]] = {
+    **E.SECRET_FLAGS,
+    "isSecretMobilePhone": (*E.SECRET_FLAGS["isSecretMobilePhone"], "countryCode"),
+}
+_CONTACT_VALUES = tuple(name for names in SECRET_CATEGORIES.values() for name in names)
+
+_PERSON_FIELDS = (
+    *E.PERSON_ID,
+    "firstName",
+    "lastName",
+    "middleName",
+    "genderId",
+    "birthDate",
+    "deathDate",
+    "nationalityId",
+    "sportNo",
+    "publishingConsent",
+    "marketingConsent",
+    "isPassive",
+    "isValidatedBySsn",
+    *E.MERGED_PERSONS,
+    *E.TRACE_ID,
+)
+_MEMBERSHIP_FIELDS = (
+    "membershipId",
+    *E.PERSON_ID,
+    *E.CLUB_ID,
+    "startDate",
+    "endDate",
+    *E.STATUS_ID,
+    *E.SOFT_DELETE,
+    *E.MERGED_MEMBERSHIPS,
+    *E.TRACE_ID,
+)
+_ACTIVE_FIELDS = (
+    "activeMembershipId",
+    *E.PERSON_ID,
+    *E.BRANCH_ID,
+    "clubId",
+    "sportId",
+    "startDate",
+    "endDate",
+    *E.STATUS_ID,
+    *E.SOFT_DELETE,
+    *E.MERGED_ACTIVE,
+    *E.TRACE_ID,
+)
+_CONTACT_FIELDS = ("contactId", "contactInformationId", *E.PERSON_ID, *SECRET_CATEGORIES, *_CONTACT_VALUES)
+
+#: Fields a function-key caller may see, per entity (matched case-insensitively after trimming).
+PUBLIC_FIELDS: dict[str, frozenset[str]] = {
+    entity: frozenset(n.lower() for n in names)
+    for entity, names in (
+        ("TpPerson", _PERSON_FIELDS),
+        ("TpPersonContactInformation", _CONTACT_FIELDS),
+        ("TpMembership", _MEMBERSHIP_FIELDS),
+        ("TpActiveMembership", _ACTIVE_FIELDS),
+    )
+}
+
+_FLAG_WORDS = ("secret", "hidden", "hide", "confidential")
+_FALSE_TEXT = frozenset({"", "false", "0", "no", "n", "f", "off", "nei", "none", "null"})
+_CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
+    "isSecretEmail": ("mail",),
+    "isSecretMobilePhone": ("mobile", "cell"),
+    "isSecretPrivatePhone": ("private", "home"),
+    "isSecretWorkPhone": ("work", "office", "job"),
+    "isSecretAddress": ("address", "post", "zip", "city", "street", "country"),
+}
+_PHONES = ("isSecretMobilePhone", "isSecretPrivatePhone", "isSecretWorkPhone")
+_FLAG_SCAN_DEPTH = 6
 
 
-def redact_secrets(data: dict[str, Any] | None, flags_from: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Copy of ``data`` without values whose isSecret* flag is true in any of ``flags_from``."""
+def _norm(name: Any) -> str:
+    """``is_Secret-E.mail`` → ``issecretemail``: lower case, letters and digits only."""
+    return "".join(c for c in str(name).lower() if c.isalnum())
+
+
+_NORM_PUBLIC: dict[str, str] = {_norm(n): n.lower() for names in PUBLIC_FIELDS.values() for n in names}
+
+
+def flag_is_set(value: Any) -> bool:
+    """A secret flag's value, failing closed: only null, false, 0 and texts such as "false",
+    "no", "0" count as not set; "Y", "true", 1, "ja", an object… count as set."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_TEXT
+    return True
+
+
+def _flag_targets(key: str) -> tuple[set[str], set[str]] | None:
+    """For a key that is a secret flag: (hidden categories, hidden field names); else None."""
+    norm = _norm(key)
+    if not any(w in norm for w in _FLAG_WORDS):
+        return None
+    hint = norm
+    for word in _FLAG_WORDS:
+        hint = hint.replace(word, "")
+    for prefix in ("is", "has"):
+        hint = hint.removeprefix(prefix)
+    words_of = hint.replace("mailaddress", "mail")  # "isSecretEmailAddress" is about the e-mail only
+    categories = {flag for flag, words in _CATEGORY_WORDS.items() if any(w in words_of for w in words)}
+    if "phone" in hint and not categories & set(_PHONES):
+        categories.update(_PHONES)
+    names = {_NORM_PUBLIC[hint]} if hint in _NORM_PUBLIC else set()
+    if not categories and not names:
+        categories = set(SECRET_CATEGORIES)  # "isSecret", "secret", "hidden: yes", …: hide every contact value
+    return categories, names
+
+
+def secret_fields(sources: list[dict[str, Any] | None]) -> set[str]:
+    """Lower-cased names of the allow-listed fields hidden by any secret flag set in ``sources``
+    (flags found at any nesting depth, in any spelling)."""
+    hidden: set[str] = set()
+
+    def scan(value: Any, depth: int) -> None:
+        if depth > _FLAG_SCAN_DEPTH:
+            return
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                targets = _flag_targets(str(key))
+                if targets is not None and flag_is_set(inner):
+                    categories, names = targets
+                    hidden.update(names)
+                    for category in categories:
+                        hidden.update(n.lower() for n in SECRET_CATEGORIES[category])
+                scan(inner, depth + 1)
+        elif isinstance(value, list):
+            for inner in value:
+                scan(inner, depth + 1)
+
+    for source in sources:
+        scan(source, 0)
+    return hidden
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def public_view(entity: str, data: dict[str, Any] | None, hidden: set[str]) -> dict[str, Any] | None:
+    """The function-key view of one entity's data: allow-listed fields with a scalar (or list of
+    scalars) value, minus those in ``hidden`` (from :func:`secret_fields`). Canonical secret flags
+    are shown as the effective bool (true when any spelling of that flag is set)."""
     if data is None:
         return None
-    hidden: set[str] = set()
-    for flag, names in E.SECRET_FLAGS.items():
-        if any(src and E.as_bool(E.field(src, flag)) for src in flags_from):
-            hidden.update(n.lower() for n in names)
-    return {k: v for k, v in data.items() if k.strip().lower() not in hidden}
+    allowed = PUBLIC_FIELDS.get(entity, frozenset())
+    flags = {f.lower(): f for f in SECRET_CATEGORIES}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).strip().lower()
+        if name not in allowed or name in hidden:
+            continue
+        if name in flags:
+            out[key] = any(n.lower() in hidden for n in SECRET_CATEGORIES[flags[name]])
+            continue
+        if _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value)):
+            out[key] = value
+    return out
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -110,8 +267,10 @@ class _Reader:
         return "cancelled" if status_id == 4 else "active"
 
 
-def _membership_view(reader: _Reader, entity: str, row: dict[str, Any]) -> dict[str, Any]:
-    data = row_data(row)
+def _membership_view(reader: _Reader, entity: str, row: dict[str, Any], *, full: bool) -> dict[str, Any]:
+    data: dict[str, Any] | None = row_data(row)
+    if not full:
+        data = public_view(entity, data, secret_fields([data]))
     view = {
         ("membershipId" if entity == "TpMembership" else "activeMembershipId"): row.get("ObjectId"),
         "status": reader.membership_status(entity, row),
@@ -138,14 +297,15 @@ def _person_view(reader: _Reader, person_id: int, *, full: bool) -> dict[str, An
     pdata = row_data(person) if person else None
     cdata = row_data(contact) if contact else None
     if not full:
-        pdata = redact_secrets(pdata, [pdata, cdata])
-        cdata = redact_secrets(cdata, [pdata, cdata])
+        hidden = secret_fields([pdata, cdata])
+        pdata = public_view("TpPerson", pdata, hidden)
+        cdata = public_view("TpPersonContactInformation", cdata, hidden)
     actives = []
     for link in links:
         if link.get("Kind") == "a":
             row = reader.row("TpActiveMembership", int(link["ObjectId"]))
             if row is not None and row.get("PersonId") == survivor:
-                actives.append(_membership_view(reader, "TpActiveMembership", row))
+                actives.append(_membership_view(reader, "TpActiveMembership", row, full=full))
     view = {
         "personId": survivor,
         "person": pdata,
@@ -194,7 +354,7 @@ def _club_members(req: ApiRequest, *, full: bool) -> dict[str, Any]:
         row = reader.row("TpMembership", int(link["ObjectId"]))
         if row is None or row.get("ClubId") != club_id:
             continue  # the membership moved club: stale link
-        view = _membership_view(reader, "TpMembership", row)
+        view = _membership_view(reader, "TpMembership", row, full=full)
         if view["status"] not in statuses:
             continue
         pid = row.get("PersonId")
@@ -229,7 +389,7 @@ def _person(req: ApiRequest, *, full: bool) -> dict[str, Any]:
         if link.get("Kind") == "m":
             row = reader.row("TpMembership", int(link["ObjectId"]))
             if row is not None and row.get("PersonId") == view["personId"]:
-                memberships.append(_membership_view(reader, "TpMembership", row))
+                memberships.append(_membership_view(reader, "TpMembership", row, full=full))
     view["memberships"] = memberships
     return view
 

@@ -22,7 +22,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/nif/clubs/{clubId}/members",
-        "Mirrored club members (secret fields omitted)",
+        "Mirrored club members (allow-listed fields only, none marked secret)",
         description=_MEMBERS_DESC + _SECRET,
         query=_MEMBERS_QUERY,
         tags=_TAGS,
@@ -31,7 +31,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/nif/clubs/{clubId}/members/full",
-        "Mirrored club members including secret fields",
+        "Mirrored club members with every stored field (admin)",
         auth="admin",
         description=_MEMBERS_DESC,
         query=_MEMBERS_QUERY,
@@ -41,7 +41,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/nif/persons/{personId}",
-        "Mirrored person (secret fields omitted)",
+        "Mirrored person (allow-listed fields only, none marked secret)",
         description="An old PersonId of a merged person resolves to the survivor." + _SECRET,
         tags=_TAGS,
         responses={404: "Person not in the mirror"},
@@ -49,7 +49,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/nif/persons/{personId}/full",
-        "Mirrored person including secret fields",
+        "Mirrored person with every stored field (admin)",
         auth="admin",
         description="An old PersonId of a merged person resolves to the survivor.",
         tags=_TAGS,
