@@ -9,6 +9,7 @@ talk to it from the test thread.
     with SftpServer(root, username="club", password="pw") as srv:
         srv.port, srv.known_hosts_line, srv.host_key_line      # "ssh-ed25519 AAAA..."
         srv.drop_connection_after(bytes_written=4096)          # fault hook (one shot)
+        srv.opened                                             # every path a client opened, in order
 
 Command line (``make run``)::
 
@@ -92,6 +93,8 @@ class SftpServer:
         self.faults = _FaultPlan()
         self.port: int = 0
         self.connections = 0
+        #: Paths (as the client sent them) of every file opened, in order: which temp names an upload used.
+        self.opened: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._listener: Any = None
@@ -205,6 +208,7 @@ class SftpServer:
 
             def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
                 file_obj = super().open(path, pflags, attrs)
+                outer.opened.append(os.fsdecode(path))
                 self._paths[id(file_obj)] = os.fsdecode(path)
                 self._written[id(file_obj)] = 0
                 return file_obj

@@ -67,6 +67,15 @@ def idrott_exports_get(req: func.HttpRequest, context: func.Context) -> func.Htt
     return http(get_exports, req, context)
 
 
+@bp.route(route="idrottonline/clubs/{clubId}/exports/full", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def idrott_exports_full_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    # the ledger with error details (hosts, users, secret names): the host tells a handler which
+    # key was used only through the route's auth level, hence an admin-level twin, as nif …/full
+    from shared.idrott.api import get_exports_full
+
+    return http(get_exports_full, req, context)
+
+
 @bp.route(route="idrottonline/clubs/{clubId}/export", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def idrott_export_post(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from shared.idrott.api import post_export

@@ -8,10 +8,14 @@ Security and robustness rules (docs/idrottonline.md, platform-notes §5 and §8)
   ``look_for_keys=False``.
 - connect / banner / auth / channel timeouts, SSH keepalive, an SFTP channel timeout and an
   overall deadline (a watchdog closes the transport when it passes).
-- Each file goes to ``<name>.part`` in the target folder, its size is checked with ``stat``, then
-  it is ``posix_rename``d to ``<name>`` (atomic replace). The temp file is removed on failure when
-  the connection still allows it. Files are uploaded in the order given; after a transient failure
-  the client reconnects and continues with the file that failed (bounded attempts, backoff).
+- Each file goes to ``<name>.<n>.part`` in the target folder (``n``: the connection's number in
+  this call, so a dead connection's late writes can never reach a retry's file), its size is
+  checked with ``stat``, then it is ``posix_rename``d to ``<name>`` (atomic replace) and reported
+  to ``on_uploaded`` at once. The temp file is removed on failure when the connection still allows
+  it. Files are uploaded in the order given; after a transient failure the client reconnects and
+  continues with the file that failed (bounded attempts, backoff).
+- ``stale`` (a predicate on names in the target folder): on the first connection, before any
+  upload, the matching files (the caller's own leftover ``.part`` files) are removed.
 """
 
 from __future__ import annotations
@@ -55,12 +59,28 @@ class SftpAuthError(SftpError):
     """Authentication failed (wrong password or key, or the secret is missing)."""
 
 
+class SftpSecretMissing(SftpAuthError):
+    """The password or private key secret the club names cannot be read (or none is named)."""
+
+
+class SftpRefused(SftpError):
+    """The server refused a file operation (permission denied, no such folder)."""
+
+
 class SftpTransientError(SftpError):
     transient = True
 
 
 class SftpDeadlineExceeded(SftpError):
     """The overall deadline passed before every file was uploaded."""
+
+
+class _CallerFailed(Exception):
+    """``on_uploaded`` raised: handed back to the caller as it was, never retried or reclassified."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class InvalidHostKey(ValueError):
@@ -92,6 +112,7 @@ class UploadedFile:
 class UploadReport:
     files: list[UploadedFile] = field(default_factory=list)
     connections: int = 0
+    removed_stale: list[str] = field(default_factory=list)
 
 
 def parse_host_key(line: str) -> paramiko.PKey:
@@ -140,9 +161,9 @@ def _credentials(target: SftpTarget) -> dict:
         if target.password_secret:
             creds["password"] = store.get(target.password_secret)
     except SecretNotFound as exc:
-        raise SftpAuthError(f"SFTP secret not found: {exc}") from exc
+        raise SftpSecretMissing(f"SFTP secret not found: {exc}") from exc
     if not creds:
-        raise SftpAuthError("no SFTP password or private key secret configured for this club")
+        raise SftpSecretMissing("no SFTP password or private key secret configured for this club")
     return creds
 
 
@@ -226,7 +247,7 @@ def _classify(exc: BaseException, target: SftpTarget) -> SftpError:
         and getattr(exc, "errno", None) in (errno.EACCES, errno.ENOENT)
         and not isinstance(exc, (ConnectionError, socket.timeout))
     ):
-        return SftpError(f"SFTP server {where} refused the operation: {exc}")
+        return SftpRefused(f"SFTP server {where} refused the operation: {exc}")
     if isinstance(exc, (OSError, EOFError, paramiko.SSHException, socket.timeout)):
         return SftpTransientError(f"SFTP transfer to {where} failed: {type(exc).__name__}: {exc}")
     return SftpError(f"SFTP transfer to {where} failed: {type(exc).__name__}: {exc}")
@@ -238,10 +259,37 @@ def _remote_path(remote_dir: str, name: str) -> str:
     return posixpath.join(remote_dir, name)
 
 
-def _upload_one(session: _Session, local: Path, name: str) -> int:
+def _remove_stale(session: _Session, stale: Callable[[str], bool]) -> list[str]:
+    """Remove the files of the target folder that ``stale`` names; best effort (never raises for a
+    listing or removal the server refuses: the upload goes on)."""
+    folder = session.target.remote_dir or "."
+    removed: list[str] = []
+    try:
+        names = session.sftp.listdir(folder)
+    except (OSError, paramiko.SSHException) as exc:
+        log.warning("SFTP could not list %s to remove stale files: %s", folder, type(exc).__name__)
+        return removed
+    for name in sorted(names):
+        if not stale(name):
+            continue
+        try:
+            session.sftp.remove(_remote_path(session.target.remote_dir, name))
+        except (OSError, paramiko.SSHException) as exc:
+            log.warning("SFTP could not remove stale %s: %s", name, type(exc).__name__)
+            continue
+        removed.append(name)
+        log.info("SFTP removed stale %s (left by an earlier upload)", name)
+    return removed
+
+
+def _part_path(remote_dir: str, name: str, connection: int) -> str:
+    return f"{_remote_path(remote_dir, name)}.{connection}{PART_SUFFIX}"
+
+
+def _upload_one(session: _Session, local: Path, name: str, connection: int = 1) -> int:
     sftp = session.sftp
     final = _remote_path(session.target.remote_dir, name)
-    tmp = final + PART_SUFFIX
+    tmp = _part_path(session.target.remote_dir, name, connection)
     size = local.stat().st_size
     renamed = False
     try:
@@ -267,11 +315,16 @@ def upload_files(
     deadline_seconds: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     settings=None,
+    on_uploaded: Callable[[UploadedFile], None] | None = None,
+    stale: Callable[[str], bool] | None = None,
 ) -> UploadReport:
     """Upload ``(local_path, remote_name)`` pairs in order; raise :class:`SftpError` on failure.
 
     Files already renamed to their final name stay there when a later file fails (IdrottOnline
-    processes them in order and re-sending the same ids is harmless).
+    processes them in order and re-sending the same ids is harmless). ``on_uploaded`` is called
+    for each file as soon as it is under its final name (so the caller's record matches the server
+    even when a later file fails); an exception it raises stops the upload. ``stale``: see the
+    module docstring.
     """
     if settings is None:
         from shared.config import get_settings
@@ -285,6 +338,7 @@ def upload_files(
     attempt = 0
     last: SftpError | None = None
     per_file_attempts = 0
+    orphans: list[str] = []
     while index < len(files):
         attempt += 1
         if attempt > attempts:
@@ -303,18 +357,35 @@ def upload_files(
         try:
             session = _Session(target, creds, deadline, settings)
             report.connections += 1
+            if stale is not None and report.connections == 1:
+                report.removed_stale = _remove_stale(session, stale)
+            while orphans:  # temp files an earlier connection of this call could not remove
+                orphan = orphans.pop()
+                with contextlib.suppress(OSError, paramiko.SSHException):
+                    session.sftp.remove(orphan)
+                    log.info("SFTP removed %s left by the dropped connection", posixpath.basename(orphan))
             while index < len(files):
                 local, name = files[index]
                 per_file_attempts += 1
-                size = _upload_one(session, Path(local), name)
-                report.files.append(UploadedFile(name=name, size=size, attempts=per_file_attempts))
+                size = _upload_one(session, Path(local), name, report.connections)
+                done = UploadedFile(name=name, size=size, attempts=per_file_attempts)
+                report.files.append(done)
                 per_file_attempts = 0
                 log.info("SFTP uploaded %s (%d bytes) to %s:%s", name, size, target.host, target.port)
                 index += 1
+                if on_uploaded is not None:
+                    try:
+                        on_uploaded(done)
+                    except Exception as exc:
+                        raise _CallerFailed(exc) from exc
         except BaseException as exc:
             expired = session is not None and session.expired
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            if isinstance(exc, _CallerFailed):
+                raise exc.error from None  # the caller's own failure, not an SFTP one
+            if session is not None and index < len(files):
+                orphans.append(_part_path(target.remote_dir, files[index][1], report.connections))
             if expired or time.monotonic() >= deadline:
                 raise SftpDeadlineExceeded(
                     f"SFTP deadline of {deadline_seconds or settings.SFTP_DEADLINE_SECONDS:g}s passed "

@@ -63,6 +63,7 @@ def test_bindings(host):
         ("idrottonline/clubs/{clubId}/activities", "PUT"): "function",
         ("idrottonline/clubs/{clubId}/activities/{activityId}", "DELETE"): "function",
         ("idrottonline/clubs/{clubId}/exports", "GET"): "function",
+        ("idrottonline/clubs/{clubId}/exports/full", "GET"): "admin",
         ("idrottonline/clubs/{clubId}/export", "POST"): "admin",
         ("idrottonline/clubs/{clubId}/export/preview", "GET"): "function",
     }
@@ -74,7 +75,7 @@ def test_openapi_lists_the_routes():
 
     doc = build_document(OPERATIONS)
     assert "/api/idrottonline/clubs/{clubId}/persons" in doc["paths"]
-    assert len(OPERATIONS) == 9
+    assert len(OPERATIONS) == 10
 
 
 # ---- the whole story -----------------------------------------------------------------------------
@@ -154,9 +155,12 @@ def test_manual_export_failure_is_502_and_in_ledger(host, srv, tmp_path):
     res = host.request("POST", f"{BASE}/c1/export", key="master")
     assert res.status_code == 502
     p = _json(res)
-    assert p["batchId"] and "HostKeyRejected" in p["detail"]
+    assert p["batchId"] and p["errorCode"] == "sftp-host-key-rejected" and "host key" in p["detail"]
+    assert "HostKeyRejected" in p["run"]["errorDetail"]  # an admin-level answer
     runs = _json(host.request("GET", f"{BASE}/c1/exports"))["runs"]
-    assert runs[0]["status"] == "failed" and "HostKeyRejected" in runs[0]["error"]
+    assert runs[0]["status"] == "failed" and runs[0]["errorCode"] == "sftp-host-key-rejected"
+    full = _json(host.request("GET", f"{BASE}/c1/exports/full", key="master"))["runs"]
+    assert "HostKeyRejected" in full[0]["errorDetail"]
 
 
 # ---- intake validation ---------------------------------------------------------------------------

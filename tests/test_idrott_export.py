@@ -165,10 +165,13 @@ def test_split_files_are_self_contained(srv, env):
     env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD, IDROTTONLINE_MAX_FILE_BYTES=10_000)
     club = register_club("club1", srv)
     rec = ClubRecords("club1")
-    rec.upsert_persons([Person.model_validate(person(f"p{i}", serial=i + 1)) for i in range(30)])
+    # odd serials: 30 distinct (male) personnummer, so intake stores all 30 persons
+    refused = rec.upsert_persons([Person.model_validate(person(f"p{i}", serial=2 * i + 1)) for i in range(30)])
+    assert not refused
     rec.upsert_activities([Activity.model_validate(activity(f"a{i}", [f"p{i}", f"p{i + 1}"])) for i in range(0, 28, 2)])
     r = export.export_club(club)
     assert r.status == "succeeded", r.error
+    assert r.persons == 30
     files = xml_files(srv.root)
     assert len(files) == len(r.files) > 1
     from lxml import etree

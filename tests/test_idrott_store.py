@@ -19,8 +19,13 @@ def rec(storage):
     return ClubRecords("club1")
 
 
+def _pdata(i, **over):
+    """Person ``p<i>`` with a personnummer of its own (a club holds one externalId per number)."""
+    return {**person(f"p{i}", year=2000 + i // 500, serial=2 * (i % 500) + 1), **over}
+
+
 def _persons(n, start=0):
-    return [Person.model_validate(person(f"p{i}", serial=i + 1)) for i in range(start, start + n)]
+    return [Person.model_validate(_pdata(i)) for i in range(start, start + n)]
 
 
 def _ack(rec, full):
@@ -46,7 +51,7 @@ def test_many_markers_use_range_scan(rec, monkeypatch):
     monkeypatch.setattr(store_mod, "POINT_READ_LIMIT", 5)
     rec.upsert_persons(_persons(12))
     _ack(rec, True)
-    rec.upsert_persons([Person.model_validate(dict(person(f"p{i}", serial=i + 1), firstName="New")) for i in range(8)])
+    rec.upsert_persons([Person.model_validate(_pdata(i, firstName="New")) for i in range(8)])
     sel = rec.select(full_load=False, today=TODAY)
     assert len(sel.persons) == 8
 

@@ -7,13 +7,24 @@ drop data). Every error carries the field path pydantic gives (``personnummer``,
 
 Validation context (optional): ``Person.model_validate(data, context={"today": date(...)})``
 fixes "today" for the century of 10-digit personnummer (tests).
+
+**What intake accepts is exportable.** Every id and text rule here is at least as strict as our
+XSD (``schema/import_v1.xsd``) and the XML writer: ids match the whole string (``re.fullmatch``;
+``$`` would also match before a final newline), texts are one line without XML-illegal characters
+(the XSD's ``\\S(.*\\S)?`` refuses a line break), date-times lie in 1900–2100 (UTC conversion never
+overflows), a person has at most :data:`MAX_SPORTS` sports and an activity at most
+:data:`MAX_PARTICIPANTS` participants, so every accepted person fits in one file of the smallest
+allowed ``IDROTTONLINE_MAX_FILE_BYTES``. Whether an activity with its participants fits in the
+configured file size depends on that setting: :func:`activity_size_bound` (checked by the intake
+handler).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -34,11 +45,15 @@ from shared.idrott.personnummer import (
     InvalidPersonnummer,
     birth_date_from_personnummer,
     gender_from_personnummer,
+    luhn_check_digit,
     luhn_valid,
     normalize_personnummer,
 )
 
 __all__ = [
+    "MAX_PARTICIPANTS",
+    "MAX_SPORTS",
+    "SAFE_ID_PATTERN",
     "Activity",
     "BulkError",
     "ClubExportInfo",
@@ -46,9 +61,22 @@ __all__ = [
     "Participant",
     "Person",
     "SportMembership",
+    "activity_size_bound",
     "check_participants_resolve",
+    "is_safe_id",
+    "max_participants_for",
+    "max_person_element_bytes",
+    "person_size_bound",
     "validate_bulk",
 ]
+
+#: Sports per person. A bound makes every person fit in one import file: the largest possible
+#: Person element (every text at its limit, worst-case characters, this many sports) stays below
+#: the smallest allowed ``IDROTTONLINE_MAX_FILE_BYTES`` (10 000; a test checks it).
+MAX_SPORTS = 30
+#: Participants per activity, whatever the file size: the stored record must fit in one Table
+#: Storage entity (1 MiB). The file size usually allows fewer: :func:`activity_size_bound`.
+MAX_PARTICIPANTS = 2000
 
 # Characters XML 1.0 cannot carry (lxml refuses them): control characters except TAB/LF/CR,
 # surrogates, U+FFFE/U+FFFF.
@@ -61,13 +89,30 @@ def _xml_safe(v: str) -> str:
     return v
 
 
-SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+def _one_line(v: str) -> str:
+    """Texts of the import file are one line: the XSD (``\\S(.*\\S)?``) refuses CR and LF inside."""
+    _xml_safe(v)
+    if "\n" in v or "\r" in v:
+        raise PydanticCustomError(
+            "line_break", "must be a single line: the import file cannot carry a line break here (use a space)"
+        )
+    return v
+
+
 #: Stable external id: 1–64 chars of A–Z a–z 0–9 . _ : - (starts with a letter or digit).
+#: Unanchored: always matched against the whole string (``re.fullmatch``), never with ``$``,
+#: which also matches before a final newline.
+SAFE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
 _SAFE_ID = re.compile(SAFE_ID_PATTERN)
 
 
+def is_safe_id(v: object) -> bool:
+    """True for a valid external id / activity id (the whole string must match)."""
+    return isinstance(v, str) and _SAFE_ID.fullmatch(v) is not None
+
+
 def _safe_id(v: str) -> str:
-    if not _SAFE_ID.match(v):
+    if not is_safe_id(v):
         raise PydanticCustomError(
             "external_id",
             "must be 1–64 characters of A–Z, a–z, 0–9, '.', '_', ':', '-' starting with a letter or digit",
@@ -75,13 +120,38 @@ def _safe_id(v: str) -> str:
     return v
 
 
+_DT_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+_DT_MAX = datetime(2101, 1, 1, tzinfo=UTC)
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Validating a record read back from storage (``context={"stored": True}``): limits added
+    after it was written must not make a record that exports unreadable."""
+    return isinstance(info.context, dict) and bool(info.context.get("stored"))
+
+
+def _bounded(v: datetime, info: ValidationInfo) -> datetime:
+    """1900–2100 in UTC: the export converts to UTC, which overflows near year 1 or 9999."""
+    try:
+        utc = v.astimezone(UTC)
+        ok = _stored(info) or _DT_MIN <= utc < _DT_MAX
+    except (OverflowError, ValueError):
+        ok = False
+    if not ok:
+        raise PydanticCustomError("datetime_range", "must be between 1900-01-01 and 2100-12-31 (UTC)")
+    return v
+
+
+# Patterns given to pydantic (``StringConstraints``) run on pydantic-core's Rust regex engine,
+# where ``$`` matches only at the very end (tests/test_idrott_intake_hardening.py checks each).
 ExternalId = Annotated[str, AfterValidator(_safe_id)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_xml_safe)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_one_line)]
 LongText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), AfterValidator(_xml_safe)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), AfterValidator(_one_line)
 ]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 SportId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+When = Annotated[AwareDatetime, AfterValidator(_bounded)]
 
 
 def _today(info: ValidationInfo) -> date | None:
@@ -95,7 +165,11 @@ class _Model(BaseModel):
 
 class Contact(_Model):
     email: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+            AfterValidator(_xml_safe),
+        ]
         | None
     ) = None
     mobile_phone: (
@@ -129,9 +203,18 @@ class Person(_Model):
     nationality: CountryCode | None = Field(None, validate_default=True)
     contact: Contact | None = None
     member_since: date | None = None
-    sports: Annotated[list[SportMembership], Field(min_length=1)]
-    created_at: AwareDatetime | None = None
-    changed_at: AwareDatetime | None = None
+    sports: Annotated[list[SportMembership], Field(min_length=1, json_schema_extra={"maxItems": MAX_SPORTS})]
+    created_at: When | None = None
+    changed_at: When | None = None
+    #: Re-key: this record is the person stored so far under that external id (same
+    #: personnummer). The old id stops being a person of the club (it becomes an alias: activities
+    #: naming it are exported with the new id). An instruction, not person data: never stored.
+    replaces_external_id: ExternalId | None = Field(
+        None,
+        description="Move the person stored under this externalId (same personnummer) to this record's "
+        "externalId, atomically: the old id stops being a person of the club. Without it, a second "
+        "externalId for a personnummer already registered in the club is refused with 409.",
+    )
 
     @field_validator("personnummer", mode="before")
     @classmethod
@@ -191,11 +274,28 @@ class Person(_Model):
 
     @field_validator("sports")
     @classmethod
-    def _sports_unique(cls, v: list[SportMembership]) -> list[SportMembership]:
+    def _sports_unique(cls, v: list[SportMembership], info: ValidationInfo) -> list[SportMembership]:
         ids = [s.sport_id for s in v]
         if len(ids) != len(set(ids)):
             raise PydanticCustomError("duplicate", "each sportId may appear only once")
+        if len(v) > MAX_SPORTS and not _stored(info):
+            raise PydanticCustomError(
+                "too_long",
+                "at most {n} sports per person (so that every person fits in one import file)",
+                {"n": MAX_SPORTS},
+            )
         return v
+
+    @field_validator("replaces_external_id")
+    @classmethod
+    def _replaces_other(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and v == info.data.get("external_id"):
+            raise PydanticCustomError("same_id", "replacesExternalId must differ from externalId")
+        return v
+
+    def stored_data(self) -> dict[str, Any]:
+        """The JSON kept in storage (and hashed): the person, without request instructions."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"replaces_external_id"})
 
 
 class Participant(_Model):
@@ -209,11 +309,11 @@ class Activity(_Model):
     type_id: Annotated[int, Field(ge=1, le=9)]
     name: Text
     description: LongText | None = None
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: When
+    end_time: When
     sport_id: SportId
     venue_name: Text
-    participants: Annotated[list[Participant], Field(min_length=1)]
+    participants: Annotated[list[Participant], Field(min_length=1, json_schema_extra={"maxItems": MAX_PARTICIPANTS})]
 
     @field_validator("end_time")
     @classmethod
@@ -225,12 +325,18 @@ class Activity(_Model):
 
     @field_validator("participants")
     @classmethod
-    def _unique_participants(cls, v: list[Participant]) -> list[Participant]:
+    def _unique_participants(cls, v: list[Participant], info: ValidationInfo) -> list[Participant]:
         seen: set[str] = set()
         for p in v:
             if p.person_id in seen:
                 raise PydanticCustomError("duplicate", "personId {pid} appears twice", {"pid": p.person_id})
             seen.add(p.person_id)
+        if len(v) > MAX_PARTICIPANTS and not _stored(info):
+            raise PydanticCustomError(
+                "too_long",
+                "at most {n} participants per activity (a stored record must fit one Table Storage entity)",
+                {"n": MAX_PARTICIPANTS},
+            )
         return v
 
 
@@ -252,6 +358,109 @@ class ClubExportInfo(_Model):
         if not luhn_valid(v.replace("-", "")):
             raise PydanticCustomError("luhn", "organisationsnummer: the check digit (Luhn) does not match")
         return v
+
+
+# --- export size bounds ----------------------------------------------------------------------
+# Sizes are measured with the real XML writer (lxml, imported here lazily), on worst-case values:
+# every text at its limit in the character with the longest escaped form ('&' → '&amp;', 5 bytes),
+# every id at 64 characters, every optional element present, contacts exported.
+
+
+@functools.cache
+def _worst_case() -> tuple[int, int, Any, Any]:
+    """``(file overhead, largest Person element, worst-case header, lxml.etree)``."""
+    from lxml import etree
+
+    from shared.idrott import elements as E
+    from shared.idrott.xmlwriter import _PLACEHOLDER_COUNT, PersonRecord, RunHeader, _header_bytes, _person_element
+
+    header = RunHeader(
+        application_id="a" * 64,
+        organisation_guid="0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        organisation_number="000000-0000",
+        rf_association_number="0" * 20,
+        club_id="c" * 64,
+        batch_id="b" * 64,
+        created_at=datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC),
+        export_contacts=True,
+    )
+    # what write_run counts for a file: header (placeholder counts), the section tags, the end
+    overhead = len(_header_bytes(header, _PLACEHOLDER_COUNT, _PLACEHOLDER_COUNT)) + sum(
+        len(t) for t in (f"<{E.PERSONS}>", f"</{E.PERSONS}>", f"<{E.ACTIVITIES}>", f"</{E.ACTIVITIES}>")
+    )
+    overhead += len(f"</{E.IMPORT}>\n")
+    amp = "&"
+    worst = Person.model_validate(
+        {
+            "externalId": "x" * 64,
+            "personnummer": f"20100315-232{luhn_check_digit('100315232')}",  # female (even 9th digit)
+            "firstName": amp * 100,
+            "lastName": amp * 100,
+            "gender": "female",
+            "nationality": "NO",
+            "contact": {
+                "email": amp * 250 + "@&.&",
+                "mobilePhone": "+" + "1" * 20,
+                "street": amp * 100,
+                "coAddress": amp * 100,
+                "postalCode": "1" * 10,
+                "city": amp * 100,
+                "countryCode": "SE",
+            },
+            "memberSince": "2020-01-01",
+            "sports": [{"sportId": 2_147_483_647 - i, "isActive": False} for i in range(MAX_SPORTS)],
+            "createdAt": "2020-01-01T00:00:00+00:00",
+            "changedAt": "2020-01-01T00:00:00+00:00",
+        }
+    )
+    person_el = _person_element(PersonRecord.from_model(worst), header, etree)
+    return overhead, len(etree.tostring(person_el, encoding="UTF-8")), header, etree
+
+
+def max_person_element_bytes() -> int:
+    """Upper bound of one ``Person`` element of any person intake accepts (contacts included)."""
+    return _worst_case()[1]
+
+
+def person_size_bound() -> int:
+    """Upper bound of an import file holding one person alone (must fit any allowed file size)."""
+    overhead, person, _, _ = _worst_case()
+    return overhead + person
+
+
+def _activity_sizes(activity: Activity) -> tuple[int, int]:
+    """``(Activity element bytes, of which its Participant elements)``, measured exactly."""
+    from shared.idrott import elements as E
+    from shared.idrott.xmlwriter import ActivityRecord, _activity_element
+
+    _, _, header, etree = _worst_case()
+    el = _activity_element(ActivityRecord.from_model(activity), header, etree)
+    parts = sum(len(etree.tostring(p, encoding="UTF-8")) for p in el.iterfind(f"{E.PARTICIPANTS}/{E.PARTICIPANT}"))
+    return len(etree.tostring(el, encoding="UTF-8")), parts
+
+
+def activity_size_bound(activity: Activity) -> int:
+    """Upper bound of an import file holding ``activity`` with every participant as a worst-case
+    ``Person`` element (what the writer needs for the activity alone in a fresh file).
+
+    The XML writer writes an activity and its participants as one unit into one file, so an
+    activity above ``IDROTTONLINE_MAX_FILE_BYTES`` might never be exportable: its participants'
+    person records may change after intake, but never beyond the worst case. The activity's own
+    element is measured exactly.
+    """
+    overhead, person, _, _ = _worst_case()
+    own, _ = _activity_sizes(activity)
+    return overhead + own + len(activity.participants) * person
+
+
+def max_participants_for(activity: Activity, max_file_bytes: int) -> int:
+    """How many participants (with ids like this activity's) fit with it in ``max_file_bytes``."""
+    overhead, person, _, _ = _worst_case()
+    own, parts = _activity_sizes(activity)
+    n = len(activity.participants)
+    per_participant = parts / n if n else 0.0
+    room = max_file_bytes - overhead - (own - parts)
+    return max(0, min(MAX_PARTICIPANTS, int(room // (person + per_participant))))
 
 
 # --- helpers for bulk intake ---------------------------------------------------------------

@@ -20,6 +20,13 @@ files, the final files are assembled at the end: header (with the real ``FileSeq
 into ``open_file(sequence)`` while the SHA-256 is computed. The size check during writing uses
 a header with a 6-digit placeholder count, an upper bound, so the real file is never larger.
 
+**A record that cannot be sent** (``on_skip``). Without ``on_skip`` the writer raises
+:class:`RecordTooLarge` / :class:`UnresolvedParticipant` / the element's ``ValueError``. With it,
+such a unit (a person, or an activity with the participants it needs) is rolled back, reported
+as ``on_skip(kind, record_id, exc)`` and left out; the run goes on with the next unit, so one bad
+record never holds back the others. :func:`single_record_documents` splits a written file into
+one-record documents, so a caller can find which records an XSD refusal is about.
+
 lxml is imported inside the functions (cold start).
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,10 +60,12 @@ __all__ = [
     "PersonRecord",
     "RecordTooLarge",
     "RunHeader",
+    "SingleRecord",
     "SportRecord",
     "UnresolvedParticipant",
     "file_name",
     "format_datetime",
+    "single_record_documents",
     "write_run",
     "write_run_to_dir",
 ]
@@ -188,10 +198,18 @@ class RunHeader:
     batch_id: str
     created_at: datetime  # aware; the run's start
     export_contacts: bool = False
+    #: Optional attempt tag in the file names (``[0-9a-z]{1,16}``): makes the names of one attempt
+    #: differ from every other attempt's, even within the same second.
+    name_tag: str | None = None
 
     @classmethod
     def for_club(
-        cls, club: ClubExportInfo, *, batch_id: str | None = None, created_at: datetime | None = None
+        cls,
+        club: ClubExportInfo,
+        *,
+        batch_id: str | None = None,
+        created_at: datetime | None = None,
+        name_tag: str | None = None,
     ) -> RunHeader:
         return cls(
             application_id=club.application_id,
@@ -202,6 +220,7 @@ class RunHeader:
             batch_id=batch_id or str(uuid.uuid4()),
             created_at=(created_at or datetime.now(_UTC)).replace(microsecond=0),
             export_contacts=club.export_contacts,
+            name_tag=name_tag,
         )
 
 
@@ -219,6 +238,11 @@ class FileInfo:
 
 
 PersonLookup = Callable[[str], Any] | Mapping[str, Any]
+#: ``on_skip(kind, record_id, exc)``: ``kind`` is ``"person"`` or ``"activity"``; ``exc`` says why
+#: (:class:`RecordTooLarge`, :class:`UnresolvedParticipant`, or the ``ValueError`` building the
+#: element raised, e.g. lxml refusing a text). Other exceptions (a writer bug) still fail the run.
+SkipHandler = Callable[[str, str, Exception], None]
+_NAME_TAG = re.compile(r"[0-9a-z]{1,16}")
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -232,9 +256,15 @@ def format_datetime(dt: datetime) -> str:
 
 
 def file_name(header: RunHeader, sequence: int, count: int) -> str:
-    """``<ApplicationId>_<RF-föreningsnummer>_<yyyyMMddTHHmmssZ>_<seq>of<count>.xml``."""
+    """``<ApplicationId>_<RF-föreningsnummer>_<yyyyMMddTHHmmssZ>[_<tag>]_<seq>of<count>.xml``
+    (``_<tag>`` when the header has a ``name_tag``)."""
     ts = header.created_at.astimezone(_UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{header.application_id}_{header.rf_association_number}_{ts}_{sequence}of{count}.xml"
+    tag = ""
+    if header.name_tag is not None:
+        if not _NAME_TAG.fullmatch(header.name_tag):
+            raise ValueError("name_tag must be 1-16 of 0-9 a-z")
+        tag = f"_{header.name_tag}"
+    return f"{header.application_id}_{header.rf_association_number}_{ts}{tag}_{sequence}of{count}.xml"
 
 
 def _b(v: bool) -> str:
@@ -411,6 +441,7 @@ def write_run(
     open_file: Callable[[int], BinaryIO],
     person_lookup: PersonLookup | None = None,
     temp_dir: str | None = None,
+    on_skip: SkipHandler | None = None,
 ) -> list[FileInfo]:
     """Write one run as files of at most ``max_file_bytes`` each; return their :class:`FileInfo`.
 
@@ -423,8 +454,10 @@ def write_run(
     ``open_file(sequence)`` is called once per file, in sequence order, only after the whole
     run is planned (so ``FileCount`` is final and :func:`file_name` can name it); the writer
     writes the file and closes the returned object. Nothing is written (and ``[]`` returned)
-    when there are neither persons nor activities. Raises :class:`UnresolvedParticipant` or
-    :class:`RecordTooLarge`; spool files are removed in every case.
+    when there are neither persons nor activities (or every one was skipped). Raises
+    :class:`UnresolvedParticipant` or :class:`RecordTooLarge` (always when the header alone
+    leaves no room) unless ``on_skip`` is given: then a unit that cannot be written is left out
+    and reported (module docstring). Spool files are removed in every case.
     """
     from lxml import etree
 
@@ -459,11 +492,15 @@ def write_run(
         def write_unit(unit_persons: Sequence[Any], activity: Any | None) -> bool:
             """Write a unit into the current file; False (rolled back) if it does not fit."""
             plan: _Plan = state["plan"]
+            # every element is built before anything is written: a record the writer cannot
+            # express (a ValueError from lxml) leaves the spool files untouched
+            elements = [_person_element(p, header, etree) for p in unit_persons]
+            act_el = None if activity is None else _activity_element(activity, header, etree)
             p0, a0 = psec.mark(), asec.mark()
-            for p in unit_persons:
-                psec.write(_person_element(p, header, etree))
-            if activity is not None:
-                asec.write(_activity_element(activity, header, etree))
+            for el in elements:
+                psec.write(el)
+            if act_el is not None:
+                asec.write(act_el)
             if size(psec.mark(), asec.mark()) <= max_file_bytes:
                 ids = state["ids"]
                 for p in unit_persons:
@@ -483,7 +520,7 @@ def write_run(
             plan: _Plan = state["plan"]
             return plan.persons == 0 and plan.activities == 0 and plan.deletes == 0
 
-        def add(unit_for_file: Callable[[], Sequence[Any]], activity: Any | None, what: str) -> None:
+        def attempt(unit_for_file: Callable[[], Sequence[Any]], activity: Any | None, what: str) -> None:
             if state["plan"] is None:
                 start_file()
             if write_unit(unit_for_file(), activity):
@@ -495,6 +532,17 @@ def write_run(
             if not write_unit(unit_for_file(), activity):
                 raise RecordTooLarge(f"{what} does not fit in max_file_bytes={max_file_bytes}")
 
+        def add(
+            unit_for_file: Callable[[], Sequence[Any]], activity: Any | None, what: str, kind: str, record_id: str
+        ) -> None:
+            if on_skip is None:
+                attempt(unit_for_file, activity, what)
+                return
+            try:
+                attempt(unit_for_file, activity, what)
+            except ValueError as exc:  # RecordTooLarge, UnresolvedParticipant, lxml refusing a text
+                on_skip(kind, record_id, exc)  # rolled back (or never written): the run goes on
+
         try:
             for p in persons:
                 if state["plan"] is not None and p.external_id in state["ids"]:
@@ -503,11 +551,11 @@ def write_run(
                 def alone(p: Any = p) -> tuple[Any]:
                     return (p,)
 
-                add(alone, None, f"person {p.external_id}")
+                add(alone, None, f"person {p.external_id}", "person", p.external_id)
 
             for a in activities:
                 if getattr(a, "deleted", False):
-                    add(tuple, a, f"activity {a.activity_id}")
+                    add(tuple, a, f"activity {a.activity_id}", "activity", a.activity_id)
                     continue
 
                 def needed(a: Any = a) -> list[Any]:
@@ -523,9 +571,14 @@ def write_run(
                         out.append(rec)
                     return out
 
-                add(needed, a, f"activity {a.activity_id} with its participants")
+                add(needed, a, f"activity {a.activity_id} with its participants", "activity", a.activity_id)
             if state["plan"] is not None:
-                finish_file()
+                if empty():  # opened for a unit that was then skipped: no file
+                    psec.close()
+                    asec.close()
+                    state["plan"] = None
+                else:
+                    finish_file()
         except BaseException:
             if state["plan"] is not None:
                 with contextlib.suppress(Exception):  # already failing: the original error is raised
@@ -599,6 +652,7 @@ def write_run_to_dir(
     max_file_bytes: int,
     directory: str | os.PathLike[str],
     person_lookup: PersonLookup | None = None,
+    on_skip: SkipHandler | None = None,
 ) -> list[FileInfo]:
     """:func:`write_run` into ``directory``, each file under its :func:`file_name`."""
     names: dict[int, str] = {}
@@ -616,7 +670,63 @@ def write_run_to_dir(
         open_file=open_file,
         person_lookup=person_lookup,
         temp_dir=str(directory),
+        on_skip=on_skip,
     )
     for info in infos:
         os.replace(names[info.sequence], os.path.join(directory, info.name))
     return infos
+
+
+@dataclass(frozen=True, slots=True)
+class SingleRecord:
+    kind: str  # "person" | "activity"
+    record_id: str | None  # ExternalIdentification / ActivityId (None when the element has none)
+    refers_to: tuple[str, ...]  # an activity's PersonIds
+    document: bytes  # the file's header + this record (+ the persons an activity refers to)
+
+
+def single_record_documents(source: str | os.PathLike[str] | bytes) -> tuple[bytes, list[SingleRecord]]:
+    """Split an import file into one-record documents with the file's own header.
+
+    Returns ``(header_only, records)``: ``header_only`` is the file without
+    ``Persons``/``Activities``; each :class:`SingleRecord` document is the header plus one
+    ``Person``, or one ``Activity`` with the file's ``Person`` elements it refers to (the XSD
+    resolves every ``PersonId`` in the same file). Validating them one by one tells which records
+    a refusal of the whole file is about. Parsing is safe (no entities, no network).
+    """
+    from copy import deepcopy
+
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    if isinstance(source, (bytes, bytearray)):
+        root = etree.fromstring(bytes(source), parser)
+    else:
+        root = etree.parse(os.fspath(source), parser).getroot()
+    bare = deepcopy(root)
+    for section in list(bare):
+        if section.tag in (E.PERSONS, E.ACTIVITIES):
+            bare.remove(section)
+
+    def document(persons: Sequence[Any], activity: Any | None) -> bytes:
+        doc = deepcopy(bare)
+        if persons:
+            ps = etree.SubElement(doc, E.PERSONS)
+            for el in persons:
+                ps.append(deepcopy(el))
+        if activity is not None:
+            etree.SubElement(doc, E.ACTIVITIES).append(deepcopy(activity))
+        return etree.tostring(doc, encoding="UTF-8", xml_declaration=True)
+
+    by_id: dict[str, Any] = {}
+    out: list[SingleRecord] = []
+    for el in root.iterfind(f"{E.PERSONS}/{E.PERSON}"):
+        pid = el.findtext(E.EXTERNAL_IDENTIFICATION)
+        if pid is not None:
+            by_id.setdefault(pid, el)
+        out.append(SingleRecord("person", pid, (), document([el], None)))
+    for el in root.iterfind(f"{E.ACTIVITIES}/{E.ACTIVITY}"):
+        refs = tuple(dict.fromkeys(t for t in (p.text for p in el.iter(E.PERSON_ID)) if t is not None))
+        needed = [by_id[r] for r in refs if r in by_id]
+        out.append(SingleRecord("activity", el.findtext(E.ACTIVITY_ID), refs, document(needed, el)))
+    return etree.tostring(bare, encoding="UTF-8", xml_declaration=True), out
