@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.installed
 NODE_OK := devtools/node_modules/.installed
 CHECKOV_OK := .venv-checkov/.installed
+FUZZ_OK := .venv-fuzz/.installed
 LINT_PATHS := function_app.py functions shared devtools bench tests
 
 .PHONY: install test lint run bench fuzz clean
@@ -31,7 +32,7 @@ $(CHECKOV_OK):  ## checkov in its own venv: it pins pycep-parser 0.5.1 (the main
 	.venv-checkov/bin/pip install -q --disable-pip-version-check checkov==3.3.30
 	touch $@
 
-test: install  ## the whole suite (Azurite, SFTP and the NIF sandbox are started by the tests)
+test: install $(FUZZ_OK)  ## the whole suite (Azurite, SFTP and the NIF sandbox are started by the tests; a bounded fuzz run too)
 	$(BIN)/python -m pytest
 
 lint: $(PY_OK)  ## ruff (lint + format check) and mypy; .ci/run runs it before the suite
@@ -45,12 +46,12 @@ run: install   ## everything locally on embedded defaults; Ctrl-C stops it. Opti
 bench: install ## benchmarks; prints ratios against bare baselines measured in the same run
 	$(BIN)/python -m bench
 
-.venv-fuzz/.installed:  ## schemathesis in its own venv (it pins its own hypothesis)
+$(FUZZ_OK):  ## schemathesis in its own venv (it pins its own hypothesis); tests/test_fuzz_bounded.py needs it too
 	$(TOOLS_PYTHON) -m venv .venv-fuzz
 	.venv-fuzz/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 	touch $@
 
-fuzz: install .venv-fuzz/.installed ## schemathesis against the OpenAPI document of the local run; fails on any 5xx
+fuzz: install $(FUZZ_OK) ## the long run: schemathesis against the OpenAPI document of the local run; fails on any 5xx
 	bash devtools/fuzz.sh
 
 clean:

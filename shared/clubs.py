@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from shared.idrott.personnummer import luhn_valid  # organisationsnummer uses the same Luhn check
@@ -36,6 +36,16 @@ HOST_KEY_TYPES = (
 
 ClubId = Annotated[str, StringConstraints(pattern=CLUB_ID_PATTERN)]
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+
+#: NIF's organisation (club) ids are 32-bit, as everywhere in NIF's API (``shared.nif.models.INT32_MAX``).
+NIF_ORGANISATION_ID_MAX = 2_147_483_647
+#: The widest integer Table Storage holds (Edm.Int64); the SDK raises ``TypeError`` past it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# Integers of the request are JSON integers only (no ``true``, ``"12"`` or ``"12\n"``) and bounded
+# to their domain, so nothing a caller sends can exceed what Table Storage stores.
+NifOrganisationId = Annotated[int, Strict(), Field(ge=1, le=NIF_ORGANISATION_ID_MAX)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 
 def validate_host_key_line(value: str) -> str:
@@ -70,14 +80,14 @@ class ClubIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     country: Literal["NO", "SE"]
     enabled: bool = True
-    nif_organisation_id: int | None = Field(None, ge=1, description="NIF org id (NO clubs).")
+    nif_organisation_id: NifOrganisationId | None = Field(None, description="NIF org id (NO clubs).")
     # --- RF / IdrottOnline (SE) ----------------------------------------------------------------
-    rf_foreningsnummer: str | None = Field(None, pattern=r"^\d{1,10}$", description="RF föreningsnummer.")
+    rf_foreningsnummer: str | None = Field(None, pattern=r"^[0-9]{1,10}$", description="RF föreningsnummer.")
     organisation_number: str | None = Field(None, description="Swedish organisationsnummer NNNNNN-NNNN (Luhn-checked).")
     rf_guid: uuid.UUID | None = Field(None, description="Per-club GUID issued by RF.")
     contact_export: bool = Field(False, description="Send persons' contact details to IdrottOnline.")
     sftp_host: str | None = Field(None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
-    sftp_port: int = Field(22, ge=1, le=65535)
+    sftp_port: Port = 22
     sftp_username: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\s:@/]+$")
     sftp_host_key: str | None = Field(None, description="Pinned server key '<type> <base64>'.")
     sftp_password_secret: SecretName | None = Field(None, description="Secret NAME, not the password.")
@@ -89,7 +99,7 @@ class ClubIn(BaseModel):
     def _orgnr(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if not re.fullmatch(r"\d{6}-\d{4}", v):
+        if not re.fullmatch(r"[0-9]{6}-[0-9]{4}", v):  # ASCII: "\d" also matches "٨"
             raise ValueError("must be NNNNNN-NNNN (10 digits with a hyphen)")
         if not luhn_valid(v.replace("-", "")):
             raise ValueError("check digit (Luhn) does not match")
@@ -127,6 +137,10 @@ class Club(ClubIn):
     """A stored club (the route's id filled in, timestamps added)."""
 
     club_id: ClubId
+    # Read back as stored: a row written before the NIF bound (anything Table Storage holds) stays readable.
+    nif_organisation_id: Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)] | None = Field(
+        None, description="NIF org id (NO clubs)."
+    )
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -20,7 +20,10 @@ from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, bad_reque
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-_INT_MAX = 2**63 - 1
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1  # Edm.Int64
+#: Integer parameter text: ``[negatives allowed]`` → pattern. ``[0-9]`` is ASCII (``\d`` is not);
+#: ``fullmatch`` leaves no room for a trailing newline (``$`` would).
+_INT_TEXT = {False: re.compile(r"[0-9]{1,19}"), True: re.compile(r"-?[0-9]{1,19}")}
 
 M = TypeVar("M")
 
@@ -54,29 +57,33 @@ class ApiRequest:
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> int:
-        """An integer route or query parameter; a 400/422 problem when it isn't one."""
+        """An integer route or query parameter; a 400 problem naming it when it isn't one.
+
+        The text must be exactly ASCII digits, with a leading ``-`` only where ``minimum`` allows a
+        negative value: no whitespace (``1%0A`` is not club 1), no ``+``, no other digits (``"²"``
+        and ``"١"`` pass ``str.isdigit``), at most 19 digits. The value is then bounded by
+        ``minimum``/``maximum`` and always by Edm.Int64, the widest integer Table Storage holds.
+        """
         source = self.route_params if where == "route" else self.params
         raw = source.get(name)
         if raw is None or raw == "":
             if default is not None:
                 return default
             raise bad_request(f"Missing {where} parameter '{name}'.")
-        raw = raw.strip()
-        if not re.fullmatch(r"-?[0-9]{1,19}", raw):  # ASCII only: "²".isdigit() is True, int("²") fails
+        negative_ok = minimum is None or minimum < 0
+        if not _INT_TEXT[negative_ok].fullmatch(raw):
+            expected = "an integer" if negative_ok else "a non-negative integer"
             raise bad_request(
-                f"{where.capitalize()} parameter '{name}' must be an integer.",
-                errors=[FieldError(name, "must be an integer")],
+                f"{where.capitalize()} parameter '{name}' must be {expected} (ASCII digits only).",
+                errors=[FieldError(name, f"must be {expected} written with the digits 0-9 only", "integer")],
             )
         value = int(raw)
-        if (
-            not (-_INT_MAX <= value <= _INT_MAX)
-            or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)
-        ):
-            bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        low = _INT_MIN if minimum is None else max(minimum, _INT_MIN)
+        high = _INT_MAX if maximum is None else min(maximum, _INT_MAX)
+        if not low <= value <= high:
             raise bad_request(
                 f"{where.capitalize()} parameter '{name}' is out of range.",
-                errors=[FieldError(name, f"must be {bounds}")],
+                errors=[FieldError(name, f"must be between {low} and {high}", "range")],
             )
         return value
 

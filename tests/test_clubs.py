@@ -53,6 +53,13 @@ def test_valid_se_club_and_camel_case():
         ("sftpPasswordSecret", "under_score"),
         ("sftpUsername", "a b"),
         ("rfForeningsnummer", "12a"),
+        ("rfForeningsnummer", "١٢٣"),  # Unicode digits: the XML's RF number is ASCII (issue 9)
+        ("nifOrganisationId", 2**63),  # past Edm.Int64: was a 500 from the Table SDK (issue 9)
+        ("nifOrganisationId", 2**31),  # NIF ids are 32-bit
+        ("nifOrganisationId", True),
+        ("nifOrganisationId", "123"),
+        ("sftpPort", "22"),
+        ("sftpPort", True),
         ("unknownField", 1),
     ],
 )

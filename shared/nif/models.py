@@ -37,17 +37,22 @@ def _nif_id(value: Any) -> Any:
         return None
     if isinstance(value, bool):
         raise ValueError("must be an integer id")  # noqa: TRY004 - pydantic turns ValueError into a 422
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text == "":
             return None
         if text.isascii() and text.lstrip("-").isdigit() and len(text) <= 19:
-            return int(text)
-    raise ValueError("must be an integer id")
+            number = int(text)
+    if number is None:
+        raise ValueError("must be an integer id")
+    if not -(2**63) <= number < 2**63:  # ids from NIF's answers are stored (Edm.Int64)
+        raise ValueError("integer id out of range")
+    return number
 
 
 def _blank_to_none(value: Any) -> Any:
