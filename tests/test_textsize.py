@@ -60,3 +60,17 @@ def test_any_message_journals_into_rows_that_fit_and_read_back(body: bytes, prop
     assert all(_fits(v) for r in [row, *overflow] for v in r.values())
     back = raw_from_journal(row, iter(overflow) if needs_overflow(row) else None)
     assert back.body == body and back.application_properties == props and back.sequence_number == seq
+
+
+@given(st.text(max_size=50) | st.just("\U0001f600" * 40_000))
+@settings(max_examples=30)
+def test_intake_records_split_into_properties_that_fit(text: str) -> None:
+    """Invariant: the IdrottOnline store splits a record's JSON into properties the service
+    accepts, and joins them back to the same record."""
+    import json
+
+    from shared.idrott.store import _join, _split
+
+    row = _split(json.dumps({"description": text}, ensure_ascii=False))
+    assert all(_fits(v) for v in row.values())
+    assert _join(row) == {"description": text}

@@ -50,6 +50,7 @@ from typing import Any
 
 from shared.idrott.models import Activity, Person, is_safe_id
 from shared.lifecycle import on_reset
+from shared.textsize import CHUNK_UNITS, text_chunks
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _forget_indexed() -> None:
 
 
 on_reset(_forget_indexed)
-_CHUNK = 30_000  # characters per string property (Table Storage: 64 KiB = 32 K UTF-16 units)
+_CHUNK = CHUNK_UNITS  # UTF-16 code units per string property (shared/textsize.py)
 _MAX_CHUNKS = 30
 #: With more dirty markers than this, scan the kind's key range instead of point reads.
 POINT_READ_LIMIT = 200
@@ -92,7 +93,7 @@ def content_hash(payload: dict) -> str:
 
 
 def _split(text: str) -> dict[str, Any]:
-    chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    chunks = text_chunks(text, _CHUNK) or [""]
     if len(chunks) > _MAX_CHUNKS:
         raise ValueError("record too large for Table Storage")
     out: dict[str, Any] = {f"d{i}": c for i, c in enumerate(chunks)}
