@@ -1,24 +1,45 @@
 """In-memory stand-in for :class:`shared.tables.TableStore` (test double, local only).
 
-Same interface and semantics as the adapter as far as the queue consumer uses it: ``None``
-values and ``_``-prefixed keys are not stored, ETags change on every write, ``insert`` returns
-False for an existing row, ``update`` raises ``Conflict`` on a stale ETag or a missing row,
-``submit`` groups by PartitionKey and applies chunks of <= 100 atomically. Filters: a
-conjunction of ``Name op @param`` comparisons (``eq ne gt ge lt le``), which is all the
-consumer sends. Optional ``fail`` hook for fault injection. Property limits are the service's:
-a string longer than 32 768 UTF-16 code units (dicts and lists measured as the JSON the adapter
-writes), binary over 64 KiB → ``StorageError`` (the service's 400, for the whole transaction); an
-integer outside Edm.Int64 → ``TypeError`` (what the SDK raises).
+It implements the same contract (:class:`shared.tables_contract.Storage`) and
+tests/test_storage_contract.py runs one suite against it and against Azurite. To stay the same
+thing, it stores what the service stores: every write goes through the adapter's own encoding
+(:func:`shared.tables.encode_stored`: escaped keys, JSON text, UTC datetimes, chunked pieces) and
+every read through its decoding, so filters compare and rows sort by stored keys, and a value
+reads back exactly as it does from Azure. What it models of the service:
+
+- ETags change on every write; ``insert`` returns False for an existing row; ``create`` raises
+  ``Conflict``; ``update`` raises ``Conflict`` on a stale ETag or a missing row; ``delete`` of a
+  missing row does nothing, with a stale ETag raises ``Conflict``;
+- ``submit`` plans chunks as the adapter does (:func:`shared.tables.plan_batches`) and applies each
+  atomically: a ``create`` of an existing row, an ``update`` or ``delete`` of a changed or missing
+  row → ``Conflict``, and the chunk leaves nothing behind;
+- property limits: a string longer than 32 768 UTF-16 code units or binary over 64 KiB →
+  ``StorageError`` (the service's ``400 PropertyValueTooLarge``, for the whole transaction); an
+  integer outside Edm.Int64 → ``TypeError`` (what the SDK raises). Like Azurite, it does not
+  check the 1 MiB entity limit except where the adapter itself does (``chunked`` tables);
+- ``select`` returns only those names (and ``_etag``); without it rows carry ``_timestamp``;
+- filters: a conjunction of ``Name op @param`` comparisons (``eq ne gt ge lt le``), which is all
+  the callers send; anything else is a ``ValueError``;
+- ``page`` tokens are offsets (opaque to callers; a foreign token is a ``ValueError``).
+
+``fail(table, op)``, when set, is called before each operation (fault injection).
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.tables import Conflict, Op, StorageError, encode_stored, escape_key, merges, plan_batches
+from shared.tables_contract import Row, decode_props, project
+from shared.textsize import MAX_PROPERTY_BYTES, MAX_PROPERTY_UNITS, utf16_units
+
+if TYPE_CHECKING:
+    from shared.tables import Storage, StorageTable
 
 _counter = itertools.count(1)
 _CLAUSE = re.compile(r"^\s*\(?\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+@(\w+)\s*\)?\s*$")
@@ -30,6 +51,8 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "lt": lambda a, b: a < b,
     "le": lambda a, b: a <= b,
 }
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+Key = tuple[str, str]
 
 
 def _matcher(flt: str | None, params: Mapping[str, Any]) -> Callable[[dict], bool]:
@@ -42,12 +65,12 @@ def _matcher(flt: str | None, params: Mapping[str, Any]) -> Callable[[dict], boo
             raise ValueError(f"memtables: unsupported filter {flt!r}")
         clauses.append((m.group(1), _OPS[m.group(2)], params[m.group(3)]))
 
-    def match(row: dict) -> bool:
+    def match(props: dict) -> bool:
         for name, op, value in clauses:
-            if name not in row:
+            if name not in props:
                 return False
             try:
-                if not op(row[name], value):
+                if not op(props[name], value):
                     return False
             except TypeError:
                 return False
@@ -56,105 +79,133 @@ def _matcher(flt: str | None, params: Mapping[str, Any]) -> Callable[[dict], boo
     return match
 
 
+def _check_limits(props: Mapping[str, Any]) -> None:
+    """What the service (and the SDK) refuse in one entity's stored properties."""
+    for key, value in props.items():
+        if isinstance(value, str) and len(value) * 2 > MAX_PROPERTY_UNITS and utf16_units(value) > MAX_PROPERTY_UNITS:
+            raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
+        if isinstance(value, bytes) and len(value) > MAX_PROPERTY_BYTES:
+            raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
+        if type(value) is int and not -(2**63) <= value < 2**63:
+            raise TypeError(f"{value} is too large to be cast to type EdmType.INT64.")
+
+
+class _Stored:
+    """A row as the service holds it: stored properties, ETag, timestamp."""
+
+    __slots__ = ("etag", "props", "timestamp")
+
+    def __init__(self, props: dict[str, Any]) -> None:
+        self.props = props
+        self.etag = f'W/"{next(_counter)}"'
+        self.timestamp = datetime.now(UTC)
+
+
 class MemoryTable:
-    def __init__(self, store: MemoryTableStore, name: str) -> None:
+    """One table (:class:`shared.tables.StorageTable`), rows keyed by stored (escaped) keys."""
+
+    def __init__(self, store: MemoryTableStore, name: str, rows: dict[Key, _Stored], *, chunked: bool = False) -> None:
         self.store = store
         self.name = name
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rows = rows  # shared by every handle of this table
+        self.chunked = chunked
 
     def _check(self, op: str) -> None:
         if self.store.fail is not None:
             self.store.fail(self.name, op)
 
-    @staticmethod
-    def _clean(entity: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: copy.deepcopy(v) for k, v in entity.items() if not k.startswith("_") and v is not None}
-
-    def _out(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(row["v"])
-        out["_etag"] = row["etag"]
-        return out
+    def _encode(self, entity: Mapping[str, Any], *, merge: bool) -> tuple[Key, dict[str, Any]]:
+        props = encode_stored(entity, chunked=self.chunked, merge=merge)
+        _check_limits(props)
+        return (props["PartitionKey"], props["RowKey"]), props
 
     @staticmethod
-    def _validate(entity: Mapping[str, Any]) -> None:
-        import json
+    def _out(row: _Stored, select: Sequence[str] | None = None) -> Row:
+        out, _ = decode_props(row.props)
+        out["_etag"] = row.etag
+        if not select:
+            out["_timestamp"] = row.timestamp
+        return project(out, select)
 
-        from shared.tables import StorageError
-        from shared.textsize import MAX_PROPERTY_BYTES, MAX_PROPERTY_UNITS, utf16_units
+    @staticmethod
+    def _matches(row: _Stored | None, etag: str | None) -> bool:
+        """Whether a conditional write on ``row`` may go ahead (``None`` / ``"*"``: it exists)."""
+        return row is not None and (not etag or etag == "*" or row.etag == etag)
 
-        for key, value in entity.items():
-            if key.startswith("_") or value is None:
-                continue
-            if isinstance(value, (dict, list, tuple)):
-                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-            if isinstance(value, str) and utf16_units(value) > MAX_PROPERTY_UNITS:
-                raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
-            if isinstance(value, bytes) and len(value) > MAX_PROPERTY_BYTES:
-                raise StorageError(f"memtables {key}: HTTP 400 PropertyValueTooLarge")
-            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-                raise TypeError(f"{key}: integer too large for Edm.Int64")
-
-    def _put(self, entity: Mapping[str, Any], replace: bool) -> str:
-        key = (str(entity["PartitionKey"]), str(entity["RowKey"]))
-        self._validate(entity)
-        clean = self._clean(entity)
+    def _write(self, key: Key, props: dict[str, Any], *, merge: bool) -> str:
         old = self.rows.get(key)
-        if old is not None and not replace:
-            merged = dict(old["v"])
-            merged.update(clean)
-            clean = merged
-        etag = f'W/"{next(_counter)}"'
-        self.rows[key] = {"v": clean, "etag": etag}
-        return etag
+        if merge and old is not None:
+            props = {**old.props, **props}
+        row = self.rows[key] = _Stored(props)
+        return row.etag
 
-    def get(self, partition_key: str, row_key: str, *, select: Sequence[str] | None = None) -> dict | None:
+    def _apply(self, op: Op) -> None:
+        """One operation of a transaction (the caller holds the lock and rolls back on error)."""
+        etag = op.options.get("etag")
+        if op.kind == "delete":
+            key = (escape_key(op.entity["PartitionKey"]), escape_key(op.entity["RowKey"]))
+            if not self._matches(self.rows.get(key), etag):
+                raise Conflict(f"memtables {self.name}: HTTP 404/412 on delete")
+            del self.rows[key]
+            return
+        key, props = self._encode(op.entity, merge=merges(op))
+        if op.kind == "create" and key in self.rows:
+            raise Conflict(f"memtables {self.name}: HTTP 409 EntityAlreadyExists")
+        if op.kind == "update" and not self._matches(self.rows.get(key), etag):
+            raise Conflict(f"memtables {self.name}: HTTP 404/412 on update")
+        self._write(key, props, merge=merges(op))
+
+    # -- point operations ---------------------------------------------------------------
+    def get(self, partition_key: str, row_key: str, *, select: Sequence[str] | None = None) -> Row | None:
         self._check("get")
+        key = (escape_key(partition_key), escape_key(row_key))
         with self.store.lock:
-            row = self.rows.get((partition_key, row_key))
-            return self._out(row) if row else None
+            row = self.rows.get(key)
+            return self._out(row, select) if row else None
 
     def insert(self, entity: Mapping[str, Any]) -> bool:
         self._check("insert")
+        key, props = self._encode(entity, merge=False)
         with self.store.lock:
-            if (str(entity["PartitionKey"]), str(entity["RowKey"])) in self.rows:
+            if key in self.rows:
                 return False
-            self._put(entity, True)
+            self._write(key, props, merge=False)
             return True
 
     def create(self, entity: Mapping[str, Any]) -> str:
-        from shared.tables import Conflict
-
         self._check("create")
+        key, props = self._encode(entity, merge=False)
         with self.store.lock:
-            if (str(entity["PartitionKey"]), str(entity["RowKey"])) in self.rows:
-                raise Conflict("exists")
-            return self._put(entity, True)
+            if key in self.rows:
+                raise Conflict(f"memtables {self.name}: HTTP 409 EntityAlreadyExists")
+            return self._write(key, props, merge=False)
 
     def upsert(self, entity: Mapping[str, Any], *, replace: bool = False) -> str:
         self._check("upsert")
+        key, props = self._encode(entity, merge=not replace)
         with self.store.lock:
-            return self._put(entity, replace)
+            return self._write(key, props, merge=not replace)
 
     def update(self, entity: Mapping[str, Any], *, etag: str, replace: bool = False) -> str:
-        from shared.tables import Conflict
-
         self._check("update")
+        key, props = self._encode(entity, merge=not replace)
         with self.store.lock:
-            row = self.rows.get((str(entity["PartitionKey"]), str(entity["RowKey"])))
-            if row is None or (etag and etag != "*" and row["etag"] != etag):
-                raise Conflict("etag")
-            return self._put(entity, replace)
+            if not self._matches(self.rows.get(key), etag):
+                raise Conflict(f"memtables {self.name}: HTTP 404/412 on update")
+            return self._write(key, props, merge=not replace)
 
     def delete(self, partition_key: str, row_key: str, *, etag: str | None = None) -> None:
-        from shared.tables import Conflict
-
         self._check("delete")
+        key = (escape_key(partition_key), escape_key(row_key))
         with self.store.lock:
-            row = self.rows.get((partition_key, row_key))
-            if row is not None and etag and row["etag"] != etag:
-                raise Conflict("etag")
-            self.rows.pop((partition_key, row_key), None)
+            row = self.rows.get(key)
+            if row is None:
+                return
+            if not self._matches(row, etag):
+                raise Conflict(f"memtables {self.name}: HTTP 412 on delete")
+            del self.rows[key]
 
+    # -- queries ------------------------------------------------------------------------
     def query(
         self,
         filter: str | None = None,
@@ -162,13 +213,15 @@ class MemoryTable:
         parameters: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
         select: Sequence[str] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[Row]:
         self._check("query")
         match = _matcher(filter, parameters or {})
+        pk = escape_key(partition_key) if partition_key is not None else None
         with self.store.lock:
-            items = sorted(self.rows.items())
             out = [
-                self._out(r) for (pk, _), r in items if (partition_key is None or pk == partition_key) and match(r["v"])
+                self._out(row, select)
+                for key, row in sorted(self.rows.items(), key=lambda item: item[0])
+                if (pk is None or key[0] == pk) and match(row.props)
             ]
         return iter(out)
 
@@ -181,58 +234,67 @@ class MemoryTable:
         select: Sequence[str] | None = None,
         page_size: int = 100,
         continuation: str | None = None,
-    ) -> tuple[list[dict], str | None]:
-        rows = list(self.query(filter, parameters=parameters, partition_key=partition_key))
+    ) -> tuple[list[Row], str | None]:
+        if continuation and not continuation.isdigit():
+            raise ValueError("invalid continuation token")
+        rows = list(self.query(filter, parameters=parameters, partition_key=partition_key, select=select))
         start = int(continuation or 0)
         end = start + page_size
         return rows[start:end], (str(end) if end < len(rows) else None)
 
-    def submit(self, operations: Iterable[tuple]) -> int:
-        from shared.tables import Conflict, plan_batches
-
+    # -- batches ------------------------------------------------------------------------
+    def submit(self, operations: Iterable[Op | tuple[Any, ...]]) -> int:
         count = 0
         for chunk in plan_batches(operations):
             self._check("submit")
             with self.store.lock:
                 snapshot = dict(self.rows)
                 try:
-                    for op, entity, opts in chunk:
-                        key = (str(entity["PartitionKey"]), str(entity["RowKey"]))
-                        if op == "create":
-                            if key in self.rows:
-                                raise Conflict("exists")
-                            self._put(entity, True)
-                        elif op == "upsert":
-                            self._put(entity, bool(opts.get("replace")))
-                        elif op == "update":
-                            row = self.rows.get(key)
-                            if row is None or (opts.get("etag") and row["etag"] != opts["etag"]):
-                                raise Conflict("etag")
-                            self._put(entity, bool(opts.get("replace")))
-                        elif op == "delete":
-                            self.rows.pop(key, None)
-                        else:
-                            raise ValueError(op)
+                    for op in chunk:
+                        self._apply(op)
                 except Exception:
-                    self.rows = snapshot
+                    self.rows.clear()
+                    self.rows.update(snapshot)
                     raise
             count += len(chunk)
         return count
 
 
 class MemoryTableStore:
+    """In-memory :class:`shared.tables.Storage`; ``dump(name)`` returns a table's rows, decoded."""
+
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
-        self.tables: dict[str, MemoryTable] = {}
+        self._rows: dict[str, dict[Key, _Stored]] = {}
+        self._tables: dict[tuple[str, bool], MemoryTable] = {}
         self.lock = threading.RLock()
         self.fail: Callable[[str, str], None] | None = None
 
-    def table(self, name: str) -> MemoryTable:
+    def table(self, name: str, *, chunked: bool = False) -> MemoryTable:
+        full = f"{self.prefix}{name}"
+        if not _TABLE_NAME.fullmatch(full):
+            raise ValueError(f"invalid table name {full!r}: letters and digits, 3-63, starting with a letter")
         with self.lock:
-            if name not in self.tables:
-                self.tables[name] = MemoryTable(self, name)
-            return self.tables[name]
+            table = self._tables.get((full, chunked))
+            if table is None:
+                rows = self._rows.setdefault(full, {})
+                table = self._tables[(full, chunked)] = MemoryTable(self, full, rows, chunked=chunked)
+            return table
 
-    def dump(self, name: str) -> dict[tuple[str, str], dict[str, Any]]:
-        t = self.tables.get(name)
-        return {k: copy.deepcopy(v["v"]) for k, v in (t.rows.items() if t else [])}
+    def ping(self) -> None:
+        if self.fail is not None:
+            self.fail("", "ping")
+
+    def dump(self, name: str) -> dict[tuple[str, str], Row]:
+        rows = self._rows.get(f"{self.prefix}{name}", {})
+        out = {}
+        for row in rows.values():
+            decoded, _ = decode_props(row.props)
+            out[(decoded["PartitionKey"], decoded["RowKey"])] = decoded
+        return out
+
+
+if TYPE_CHECKING:  # the type checker holds the fake to the same contract as the adapter
+
+    def _implements_contract(store: MemoryTableStore, table: MemoryTable) -> tuple[Storage, StorageTable]:
+        return store, table

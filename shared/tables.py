@@ -1,16 +1,21 @@
-"""Table Storage adapter: the only module that imports azure-data-tables.
+"""Table Storage adapter: the one module that talks to azure-data-tables (with its wire format in
+:mod:`shared.tables_batch`).
 
-What it takes care of (see docs/architecture.md for the interface):
-- key escaping: ``/ \\ # ?``, control characters and anything outside a conservative safe set
-  become ``~XX`` (UTF-8 bytes in hex); safe keys are unchanged;
-- values: ints beyond int32 as Edm.Int64 and back to ``int``; tz-aware datetimes only (naive
-  raises), read back as aware UTC ``datetime``; ``dict``/``list`` as JSON text under
-  ``<name>__json``; ``None`` is omitted (with ``replace=True`` that clears the property);
-- transactions grouped by PartitionKey and chunked to <= 100 operations (no repeated RowKey,
-  below the 4 MB payload limit): each chunk is atomic, the whole batch is not;
+It implements the storage contract of :mod:`shared.tables_contract` (the :class:`Storage` /
+:class:`StorageTable` protocols, :class:`Op`, key escaping, values, large values, transactions; all
+re-exported here, so ``from shared.tables import ...`` is the one import for callers) and adds what
+is Azure's (see docs/architecture.md for the interface):
+
+- values as the SDK takes them: ints beyond Int32 as Edm.Int64 and back to ``int``; the SDK's
+  datetimes back to plain aware UTC ``datetime``;
+- transactions serialised by :func:`shared.tables_batch.build_changeset` and sent through the
+  TableClient's own pipeline (signing, identity auth, retries and timeouts are the SDK's);
 - ETag-conditional updates raising :class:`Conflict`;
 - errors translated: :class:`TransientStorageError` (retry later: connection failures, 408,
-  429, 5xx), :class:`Conflict` (409/412), :class:`StorageError` (anything else).
+  429, 5xx), :class:`Conflict` (409/412, or the row vanished under an update or a transaction),
+  :class:`StorageError` (anything else);
+- in a table opened with ``chunked=True``, an entity larger than the service's 1 MiB is refused
+  before it is sent (:func:`encode_stored`; Azurite does not check it).
 """
 
 from __future__ import annotations
@@ -21,18 +26,59 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import lifecycle
+from shared.tables_batch import build_changeset, changeset_failure, error_code
+from shared.tables_contract import (
+    JSON_SUFFIX,
+    MAX_ENTITY_BYTES,
+    Op,
+    OpKind,
+    OpOptions,
+    Row,
+    Storage,
+    StorageTable,
+    as_op,
+    decode_props,
+    encode_props,
+    escape_key,
+    expand_select,
+    merges,
+    plan_batches,
+    project,
+    stored_size,
+    unescape_key,
+)
 
-_SAFE = re.compile(r"[A-Za-z0-9\-_.:@=]")
-_MAX_KEY_BYTES = 1024
+__all__ = [
+    "JSON_SUFFIX",
+    "Conflict",
+    "Op",
+    "OpKind",
+    "OpOptions",
+    "Row",
+    "Storage",
+    "StorageError",
+    "StorageTable",
+    "Table",
+    "TableStore",
+    "TransientStorageError",
+    "as_op",
+    "build_changeset",
+    "changeset_failure",
+    "decode_entity",
+    "encode_entity",
+    "encode_stored",
+    "escape_key",
+    "get_table_store",
+    "normalize_filter",
+    "plan_batches",
+    "unescape_key",
+]
+
 _INT32 = range(-(2**31), 2**31)
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_MAX_BATCH_OPS = 100
-_MAX_BATCH_BYTES = 3_500_000  # below the 4 MiB limit, with room for the multipart envelope
-JSON_SUFFIX = "__json"
 
 
 class StorageError(Exception):
@@ -47,90 +93,50 @@ class Conflict(StorageError):
     """The row changed (ETag mismatch), appeared (insert of an existing key) or vanished."""
 
 
-def escape_key(value: str) -> str:
-    """Make ``value`` a legal PartitionKey/RowKey (reversible, identity for safe strings)."""
-    if value is None:
-        raise ValueError("key must not be None")
-    value = str(value)
-    if all(_SAFE.match(ch) for ch in value):
-        out = value
-    else:
-        out = "".join(ch if _SAFE.match(ch) else "".join(f"~{b:02X}" for b in ch.encode("utf-8")) for ch in value)
-    if len(out.encode("utf-8")) > _MAX_KEY_BYTES:
-        raise ValueError("key longer than 1 KiB after escaping")
-    return out
+def encode_stored(entity: Mapping[str, Any], *, chunked: bool = False, merge: bool = False) -> dict[str, Any]:
+    """The properties to store (:func:`shared.tables_contract.encode_props`); in a ``chunked``
+    table, :class:`StorageError` if they exceed the service's 1 MiB per entity. Both stores use it."""
+    props = encode_props(entity, chunked=chunked, merge=merge)
+    if chunked:
+        size = stored_size(props)
+        if size > MAX_ENTITY_BYTES:
+            raise StorageError(f"entity too large: {size} bytes, at most {MAX_ENTITY_BYTES} (EntityTooLarge)")
+    return props
 
 
-_ESCAPED = re.compile(r"(?:~[0-9A-F]{2})+")
-
-
-def unescape_key(value: str) -> str:
-    if "~" not in value:
-        return value
-    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode("utf-8"), value)
-
-
-def encode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
-    """Our dict → the SDK's entity dict (see module docstring for the rules)."""
+def encode_entity(entity: Mapping[str, Any], *, chunked: bool = False, merge: bool = False) -> dict[str, Any]:
+    """Our entity → the SDK's entity dict (:func:`encode_stored`, ints beyond Int32 as Edm.Int64)."""
     from azure.data.tables import EdmType, EntityProperty
 
-    out: dict[str, Any] = {}
-    for key, value in entity.items():
-        if key.startswith("_") or value is None:
-            continue
-        if key in ("PartitionKey", "RowKey"):
-            out[key] = escape_key(value)
-        elif isinstance(value, (bool, str, float, bytes)):
-            out[key] = value
-        elif isinstance(value, int):
-            out[key] = value if value in _INT32 else EntityProperty(value, EdmType.INT64)
-        elif isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError(f"naive datetime in property {key!r}: use timezone-aware UTC")
-            out[key] = value.astimezone(UTC)
-        elif isinstance(value, (dict, list, tuple)):
-            out[key + JSON_SUFFIX] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        else:
-            out[key] = value
-    if "PartitionKey" not in out or "RowKey" not in out:
-        raise ValueError("entity needs PartitionKey and RowKey")
+    out = encode_stored(entity, chunked=chunked, merge=merge)
+    for key, value in out.items():
+        if type(value) is int and value not in _INT32:
+            out[key] = EntityProperty(value, EdmType.INT64)
     return out
 
 
-def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
-    """The SDK's entity → our dict; adds ``_etag`` and ``_timestamp`` from the metadata."""
-    out: dict[str, Any] = {}
-    for key, value in entity.items():
-        if key in ("PartitionKey", "RowKey"):
-            out[key] = unescape_key(value)
-        elif key.endswith(JSON_SUFFIX) and isinstance(value, str):
-            out[key[: -len(JSON_SUFFIX)]] = json.loads(value)
-        elif hasattr(value, "edm_type") and hasattr(value, "value"):
-            v = value.value
-            out[key] = (
-                int(v)
-                if str(value.edm_type).endswith("INT64") or getattr(value.edm_type, "value", "") == "Edm.Int64"
-                else v
-            )
-        elif isinstance(value, datetime):
-            out[key] = datetime(
-                value.year,
-                value.month,
-                value.day,
-                value.hour,
-                value.minute,
-                value.second,
-                value.microsecond,
-                tzinfo=UTC,
-            )
-        else:
-            out[key] = value
+def _plain(value: Any) -> Any:
+    """An SDK ``EntityProperty`` (a named tuple: Int64, GUID, …) → its plain value."""
+    edm = getattr(value, "edm_type", None) if isinstance(value, tuple) else None
+    if edm is None:
+        return value
+    plain = value.value
+    return int(plain) if str(edm).endswith("INT64") or getattr(edm, "value", "") == "Edm.Int64" else plain
+
+
+def _decode(entity: Mapping[str, Any]) -> tuple[Row, bool]:
+    row, complete = decode_props({k: _plain(v) if isinstance(v, tuple) else v for k, v in entity.items()})
     meta = getattr(entity, "metadata", None) or {}
     if meta.get("etag"):
-        out["_etag"] = meta["etag"]
+        row["_etag"] = meta["etag"]
     if meta.get("timestamp"):
-        out["_timestamp"] = meta["timestamp"]
-    return out
+        row["_timestamp"] = meta["timestamp"]
+    return row, complete
+
+
+def decode_entity(entity: Mapping[str, Any]) -> Row:
+    """The SDK's entity → our row; adds ``_etag`` and ``_timestamp`` from the metadata."""
+    return _decode(entity)[0]
 
 
 @contextlib.contextmanager
@@ -198,26 +204,40 @@ def _decode_continuation(token: str | None) -> Any:
 
 
 class Table:
-    """One table. Created on first use by :meth:`TableStore.table`."""
+    """One table (:class:`StorageTable`). Created on first use by :meth:`TableStore.table`."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, *, chunked: bool = False) -> None:
         self._client = client
         self.name = name
+        self.chunked = chunked
+
+    def _encode(self, entity: Mapping[str, Any], *, merge: bool) -> dict[str, Any]:
+        return encode_entity(entity, chunked=self.chunked, merge=merge)
+
+    def _row(self, entity: Mapping[str, Any], select: Sequence[str] | None) -> Row | None:
+        """Decode; a chunked value whose pieces ``select`` did not fetch is read again in full."""
+        row, complete = _decode(entity)
+        if not complete:
+            full = self.get(row["PartitionKey"], row["RowKey"])
+            if full is None:
+                return None
+            row = full
+        return project(row, select)
 
     # -- point operations ---------------------------------------------------------------
-    def get(self, partition_key: str, row_key: str, *, select: Sequence[str] | None = None) -> dict | None:
+    def get(self, partition_key: str, row_key: str, *, select: Sequence[str] | None = None) -> Row | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
             with _translate(f"get {self.name}"):
                 entity = self._client.get_entity(
-                    escape_key(partition_key), escape_key(row_key), select=list(select) if select else None
+                    escape_key(partition_key), escape_key(row_key), select=expand_select(select) if select else None
                 )
         except StorageError as exc:
             if isinstance(exc.__cause__, ResourceNotFoundError):
                 return None
             raise
-        return decode_entity(entity)
+        return self._row(entity, select)
 
     def insert(self, entity: Mapping[str, Any]) -> bool:
         """Create the row; ``False`` (and no change) if it already exists."""
@@ -229,18 +249,18 @@ class Table:
 
     def create(self, entity: Mapping[str, Any]) -> str | None:
         """Create the row and return its ETag; :class:`Conflict` if it already exists."""
+        props = self._encode(entity, merge=False)
         with _translate(f"insert {self.name}"):
             # Prefer: return-no-content: 204 instead of the entity echoed back (the ETag is a header)
-            meta = self._client.create_entity(encode_entity(entity), response_preference="return-no-content")
+            meta = self._client.create_entity(props, response_preference="return-no-content")
         return (meta or {}).get("etag")
 
     def upsert(self, entity: Mapping[str, Any], *, replace: bool = False) -> str | None:
         from azure.data.tables import UpdateMode
 
+        props = self._encode(entity, merge=not replace)
         with _translate(f"upsert {self.name}"):
-            meta = self._client.upsert_entity(
-                encode_entity(entity), mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE
-            )
+            meta = self._client.upsert_entity(props, mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE)
         return (meta or {}).get("etag")
 
     def update(self, entity: Mapping[str, Any], *, etag: str, replace: bool = False) -> str | None:
@@ -249,10 +269,11 @@ class Table:
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
+        props = self._encode(entity, merge=not replace)
         try:
             with _translate(f"update {self.name}"):
                 meta = self._client.update_entity(
-                    encode_entity(entity),
+                    props,
                     mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE,
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,
@@ -291,17 +312,19 @@ class Table:
         parameters: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
         select: Sequence[str] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[Row]:
         """All matching rows, decoded, lazily (storage errors surface while iterating)."""
         flt, params = self._filter(filter, parameters, partition_key)
-        sel = list(select) if select else None
+        sel = expand_select(select) if select else None
         with _translate(f"query {self.name}"):
             if flt:
                 pager = self._client.query_entities(flt, parameters=params, select=sel)
             else:
                 pager = self._client.list_entities(select=sel)
             for entity in pager:
-                yield decode_entity(entity)
+                row = self._row(entity, select)
+                if row is not None:
+                    yield row
 
     def page(
         self,
@@ -312,34 +335,30 @@ class Table:
         select: Sequence[str] | None = None,
         page_size: int = 100,
         continuation: str | None = None,
-    ) -> tuple[list[dict], str | None]:
+    ) -> tuple[list[Row], str | None]:
         """One page of rows and an opaque continuation token (None at the end)."""
         flt, params = self._filter(filter, parameters, partition_key)
         token = _decode_continuation(continuation)
-        sel = list(select) if select else None
+        sel = expand_select(select) if select else None
         with _translate(f"page {self.name}"):
             if flt:
                 pager = self._client.query_entities(flt, parameters=params, select=sel, results_per_page=page_size)
             else:
                 pager = self._client.list_entities(select=sel, results_per_page=page_size)
             pages = pager.by_page(continuation_token=token)
-            items = [decode_entity(e) for e in next(pages, [])]
+            rows = (self._row(e, select) for e in next(pages, []))
+            items = [r for r in rows if r is not None]
             return items, _encode_continuation(pages.continuation_token)
 
     # -- batches ------------------------------------------------------------------------
-    def submit(self, operations: Iterable[tuple]) -> int:
-        """Apply ``(op, entity[, options])`` operations; returns how many were sent.
+    def submit(self, operations: Iterable[Op | tuple[Any, ...]]) -> int:
+        """Apply :class:`Op` operations (or plain ``(kind, entity[, options])`` tuples); returns
+        how many were sent.
 
-        ``op`` is ``create``, ``upsert`` (options ``replace``), ``update`` (options ``etag``,
-        ``replace``) or ``delete`` (option ``etag``). Operations are grouped by PartitionKey (order
-        kept within a partition) and sent as transactions of at most 100; each transaction is
-        atomic, the whole call is not. A failed transaction raises (earlier ones stay applied).
-
-        Transactions are serialised by :func:`build_changeset`, which writes the same ``$batch``
-        request as azure-data-tables' ``submit_transaction`` (tests/test_foundation_tables.py
-        compares them part by part) without azure-core's generic multipart machinery, about a third
-        of the client CPU per operation; it is sent through the TableClient's own pipeline, so
-        signing, identity auth, retries and timeouts are the SDK's.
+        Grouped by PartitionKey (order kept within a partition) and sent as transactions of at most
+        100 (:func:`plan_batches`); each transaction is atomic, the whole call is not. A failed
+        transaction raises (earlier ones stay applied): :class:`Conflict` when a ``create`` met an
+        existing row or an ``update`` / ``delete`` met a changed or missing one.
         """
         count = 0
         for chunk in plan_batches(operations):
@@ -347,12 +366,19 @@ class Table:
             count += len(chunk)
         return count
 
-    def _send_changeset(self, chunk: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]) -> None:
+    def _wire(self, op: Op) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+        if op.kind == "delete":
+            keys = {k: escape_key(op.entity[k]) for k in ("PartitionKey", "RowKey")}
+            return op.kind, keys, op.options
+        return op.kind, self._encode(op.entity, merge=merges(op)), op.options
+
+    def _send_changeset(self, chunk: list[Op]) -> None:
         from azure.core.rest import HttpRequest
 
         client = self._client
         base = f"{client.scheme}://{client._primary_hostname}"  # what the SDK's _batch_send uses
-        payload, content_type = build_changeset(base, client.table_name, client.api_version, chunk)
+        wire = [self._wire(op) for op in chunk]
+        payload, content_type = build_changeset(base, client.table_name, client.api_version, wire)
         request = HttpRequest(
             "POST",
             f"{base}/$batch",
@@ -373,8 +399,10 @@ class Table:
             status, code = changeset_failure(raw)
             if status is None:
                 return
+            if status == 404 and code != "TableNotFound":  # an update or delete met no row
+                raise Conflict(f"transaction {self.name}: HTTP 404 {code} (row vanished)".strip())
         else:
-            code = _error_code(raw)
+            code = error_code(raw)
         what = f"transaction {self.name}: HTTP {status} {code}".strip()
         if status in (409, 412) or code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
             raise Conflict(what)
@@ -383,114 +411,9 @@ class Table:
         raise StorageError(what)
 
 
-_PART_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
-_ERROR_CODE = re.compile(rb'"code"\s*:\s*"([A-Za-z]+)"')
-
-
-def _error_code(raw: bytes) -> str:
-    m = _ERROR_CODE.search(raw or b"")
-    return m.group(1).decode() if m else ""
-
-
-def changeset_failure(raw: bytes) -> tuple[int | None, str]:
-    """The first failing sub-response of a ``$batch`` answer: ``(status, error code)`` or ``(None, "")``."""
-    for m in _PART_STATUS.finditer(raw):
-        status = int(m.group(1))
-        if not 200 <= status < 300:
-            return status, _error_code(raw[m.end() :])
-    return None, ""
-
-
-def build_changeset(
-    base_url: str,
-    table_name: str,
-    api_version: str,
-    chunk: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
-    *,
-    boundary: str | None = None,
-) -> tuple[bytes, str]:
-    """The body and Content-Type of a ``$batch`` request holding one changeset.
-
-    Mirrors azure-data-tables 12.7's ``TableBatchOperations`` + ``_batch_send`` (same methods:
-    POST create, PATCH merge, PUT replace, DELETE; same sub-request headers; entity JSON from the
-    SDK's own ``_add_entity_properties``; keys quoted by its ``_prepare_key`` rule), so what Azure
-    accepts from the SDK it accepts from us.
-    """
-    import uuid
-    from email.utils import formatdate
-    from urllib.parse import quote
-
-    from azure.data.tables._serialize import _add_entity_properties
-
-    batch = boundary or f"batch_{uuid.uuid4()}"
-    changeset = f"changeset_{uuid.uuid4()}"
-    date = formatdate(usegmt=True)
-    table_url = f"{base_url}/{quote(table_name, safe='')}"
-    out: list[str] = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
-    for i, (op, entity, opts) in enumerate(chunk):
-        body = ""
-        if op == "create":
-            method, url, accept, if_match = "POST", table_url, "application/json;odata=minimalmetadata", None
-        else:
-            pk = quote(escape_key(entity["PartitionKey"]).replace("'", "''"), safe="")
-            rk = quote(escape_key(entity["RowKey"]).replace("'", "''"), safe="")
-            url = f"{table_url}(PartitionKey='{pk}',RowKey='{rk}')"
-            if op == "delete":
-                method, accept, if_match = "DELETE", "application/json;odata=minimalmetadata", opts.get("etag") or "*"
-            elif op in ("upsert", "update"):
-                method, accept = ("PUT" if opts.get("replace") else "PATCH"), "application/json"
-                if_match = (opts.get("etag") or "*") if op == "update" else None
-            else:
-                raise ValueError(f"unknown operation {op!r}")
-        headers = []
-        if op != "delete":
-            body = json.dumps(_add_entity_properties(encode_entity(entity)))
-            headers += ["Content-Type: application/json", f"Content-Length: {len(body.encode('utf-8'))}"]
-        headers += [f"x-ms-version: {api_version}", "DataServiceVersion: 3.0", f"Accept: {accept}"]
-        if if_match:
-            headers.append(f"If-Match: {if_match}")
-        headers += [f"x-ms-date: {date}", f"Date: {date}"]
-        out.append(
-            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-            f"Content-ID: {i}\r\n\r\n{method} {url} HTTP/1.1\r\n" + "\r\n".join(headers) + f"\r\n\r\n{body}\r\n"
-        )
-    out.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
-    return "".join(out).encode("utf-8"), f"multipart/mixed; boundary={batch}"
-
-
-def _approx_size(entity: Mapping[str, Any]) -> int:
-    return len(json.dumps({k: v for k, v in entity.items() if not k.startswith("_")}, default=str)) + 200
-
-
-def plan_batches(operations: Iterable[tuple]) -> list[list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]]:
-    """Group by PartitionKey (first-seen order), then cut chunks at 100 ops, a repeated RowKey,
-    or ~3.5 MB. Pure: unit-tested without storage."""
-    groups: dict[str, list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]] = {}
-    for item in operations:
-        op, entity = item[0], item[1]
-        opts = item[2] if len(item) > 2 else {}
-        groups.setdefault(str(entity["PartitionKey"]), []).append((op, entity, opts))
-    chunks = []
-    for ops in groups.values():
-        chunk: list = []
-        rows: set[str] = set()
-        size = 0
-        for op, entity, opts in ops:
-            rk = str(entity["RowKey"])
-            esize = _approx_size(entity)
-            if chunk and (len(chunk) >= _MAX_BATCH_OPS or rk in rows or size + esize > _MAX_BATCH_BYTES):
-                chunks.append(chunk)
-                chunk, rows, size = [], set(), 0
-            chunk.append((op, entity, opts))
-            rows.add(rk)
-            size += esize
-        if chunk:
-            chunks.append(chunk)
-    return chunks
-
-
 class TableStore:
-    """Table service client + per-name Table cache. Built from Settings by :func:`get_table_store`."""
+    """Table service client + per-name Table cache (:class:`Storage`). Built from Settings by
+    :func:`get_table_store`."""
 
     def __init__(
         self,
@@ -511,7 +434,8 @@ class TableStore:
         self.prefix = prefix
         self._timeout = timeout
         self._service: Any = None
-        self._tables: dict[str, Table] = {}
+        self._clients: dict[str, Any] = {}
+        self._tables: dict[tuple[str, bool], Table] = {}
         self._lock = threading.Lock()
 
     def _client_kwargs(self) -> dict[str, Any]:
@@ -550,19 +474,26 @@ class TableStore:
             raise ValueError(f"invalid table name {full!r}: letters and digits, 3-63, starting with a letter")
         return full
 
-    def table(self, name: str) -> Table:
-        """The table ``<prefix><name>``, created if it does not exist (once per process)."""
+    def table(self, name: str, *, chunked: bool = False) -> Table:
+        """The table ``<prefix><name>``, created if it does not exist (once per process).
+
+        ``chunked=True``: this handle stores oversize ``str`` / ``bytes`` values in pieces
+        (:mod:`shared.tables_contract`); every handle reads them.
+        """
         full = self.full_name(name)
-        table = self._tables.get(full)
+        table = self._tables.get((full, chunked))
         if table is not None:
             return table
         with self._lock:
-            table = self._tables.get(full)
+            table = self._tables.get((full, chunked))
             if table is None:
-                with _translate(f"create table {full}"):
-                    client = self.service.create_table_if_not_exists(full)
-                table = Table(client, full)
-                self._tables[full] = table
+                client = self._clients.get(full)
+                if client is None:
+                    with _translate(f"create table {full}"):
+                        client = self.service.create_table_if_not_exists(full)
+                    self._clients[full] = client
+                table = Table(client, full, chunked=chunked)
+                self._tables[(full, chunked)] = table
         return table
 
     def ping(self) -> None:
@@ -575,7 +506,14 @@ class TableStore:
             with contextlib.suppress(Exception):
                 self._service.close()
         self._service = None
+        self._clients.clear()
         self._tables.clear()
+
+
+if TYPE_CHECKING:  # the type checker holds the adapter to the contract
+
+    def _implements_contract(store: TableStore, table: Table) -> tuple[Storage, StorageTable]:
+        return store, table
 
 
 def _table_store_from_settings() -> TableStore:
