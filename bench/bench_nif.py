@@ -161,11 +161,11 @@ def main() -> int:
 
         import httpx
 
-        import shared.nif.requests as nif_requests
+        from shared.nif import membership_requests
         from shared.nif.client import NifClient
 
         sections = _Sections()
-        sections.wrap(nif_requests, "record_request", "record")  # looked up per call by shared.nif.api
+        sections.wrap(membership_requests, "record_request", "record")  # looked up per call by shared.nif.api
         sections.wrap(NifClient, "add_membership", "nif")
 
         direct = httpx.Client(base_url=sb.base_url + "/api/v1/")

@@ -139,7 +139,7 @@ def test_expired_after_24_hours(host, nif, seed_day, monkeypatch) -> None:
 
 
 def test_confirm_request_from_the_queue_side(host, nif, seed_day) -> None:
-    from shared.nif.requests import confirm_request
+    from shared.nif.membership_requests import confirm_request
 
     trace = body(post(host, 19428, seed("membership_request.txt")))["traceId"]
     assert confirm_request(trace, person_id=8756934, membership_id=777, source="queue") is True

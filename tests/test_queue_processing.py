@@ -161,7 +161,7 @@ def test_club_shutdown_burst(host, storage) -> None:
 
 
 def test_trace_id_confirms_the_recorded_request(host, storage) -> None:
-    from shared.nif import requests as R
+    from shared.nif import membership_requests as R
 
     fx = load("trace_confirmation.json")
     trace = fx["traceId"]

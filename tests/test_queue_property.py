@@ -29,7 +29,8 @@ TABLES = [*E.PROJECTION_TABLES.values(), E.MERGE_TABLE]
 def assert_live_links_present(store) -> None:
     """Links are an index (stale entries allowed, the reader checks them): every link implied by
     a row's current state must exist."""
-    from shared.nif.queue.processor import entity_to_state, link_rows
+    from shared.nif.queue.links import link_rows
+    from shared.nif.queue.rows import entity_to_state
 
     links = set(projection_snapshot(store, [E.LINKS_TABLE])[E.LINKS_TABLE])
     for entity in ("TpMembership", "TpActiveMembership", "TpPersonContactInformation"):

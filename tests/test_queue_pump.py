@@ -74,6 +74,6 @@ def test_large_body_survives_the_journal_on_azurite(app_host, storage) -> None:
     assert row["Meta"]["chunks"] > 1
     assert json.loads(raw_from_journal(row).body) == big
     pk, rk = E.row_keys("ToOrg", True, 5)
-    from shared.nif.queue.processor import row_data
+    from shared.nif.queue.rows import row_data
 
     assert row_data(storage.table(E.PROJECTION_TABLES["ToOrg"]).get(pk, rk)) == big  # data chunked too

@@ -59,19 +59,22 @@ def problem_from_nif(exc: NifError, *, posted: bool = False) -> Problem:
         code = exc.nif_code
         if code is None and exc.status == 404:
             return Problem(
-                502, "Bad Gateway", "NIF does not know this endpoint (check NIF_API_BASE_URL).", "nif-unavailable"
+                502,
+                "Bad Gateway",
+                "NIF does not know this endpoint (check NIF_API_BASE_URL).",
+                type_slug="nif-unavailable",
             )
         status = _CODE_STATUS.get(code, 422) if code is not None else 422
         detail = redact(rejection_message(exc.status or 400, code, exc.message))
-        return Problem(status, "Rejected by NIF", detail, "nif-rejected", nif_code=code)
+        return Problem(status, "Rejected by NIF", detail, type_slug="nif-rejected", nif_code=code)
     if isinstance(exc, NifTimeout):
         detail = "NIF did not answer in time."
         if posted:
             detail += " The request may still have been applied by NIF; check before sending it again."
-        return Problem(504, "Gateway Timeout", detail, "nif-timeout")
+        return Problem(504, "Gateway Timeout", detail, type_slug="nif-timeout")
     if isinstance(exc, NifContractError):
-        return Problem(502, "Bad Gateway", "NIF answered with an unexpected response.", "nif-contract")
-    return Problem(502, "Bad Gateway", "NIF is unavailable or refused our credentials.", "nif-unavailable")
+        return Problem(502, "Bad Gateway", "NIF answered with an unexpected response.", type_slug="nif-contract")
+    return Problem(502, "Bad Gateway", "NIF is unavailable or refused our credentials.", type_slug="nif-unavailable")
 
 
 @contextmanager
@@ -165,7 +168,7 @@ def add_membership(req: ApiRequest) -> Any:
         if nif.traceId:
             set_trace_id(nif.traceId)
         try:
-            from shared.nif.requests import record_request
+            from shared.nif.membership_requests import record_request
 
             record_request(club_id, body, nif, now=clock())
         except Exception:
@@ -176,7 +179,7 @@ def add_membership(req: ApiRequest) -> Any:
 
 def get_membership_request(req: ApiRequest) -> Any:
     """GET /api/nif/clubs/{clubId}/membership-requests/{traceId}"""
-    from shared.nif.requests import get_request
+    from shared.nif.membership_requests import get_request
 
     club_id = _club_id(req)
     trace_id = req.route_param("traceId").strip()

@@ -25,7 +25,7 @@ from typing import Any
 
 from shared.http import ApiRequest
 from shared.nif.queue import entities as E
-from shared.nif.queue.processor import entity_to_state, is_ended, row_data, row_version
+from shared.nif.queue.rows import entity_to_state, is_ended, row_data, row_version
 from shared.problems import FieldError, bad_request, not_found
 
 STATUSES = ("active", "cancelled", "ended", "merged")

@@ -6,11 +6,17 @@ Modules (nothing runs at import time; the Azure SDKs are imported lazily by the 
                  :class:`ChangeType`, entity-name normalisation, poison classification.
 - ``entities``   pure: the 11 known entities, projection table names, keys, tolerant models.
 - ``merge``      pure: per-field last-writer-wins delta merge, tombstones, informational
-                 snapshots, person-merge helpers.
+                 snapshots (``apply_change``, ``fold``).
 - ``journal``    journal rows (raw body chunked below the 64 KiB property limit).
+- ``rows``       pure: a merged row state to a projection row and back (``data`` chunking).
+- ``links``      pure: ``NifLinks`` / ``NifMergeMap`` rows, merge chains (``survivor_of``).
 - ``processor``  journal-first processing over the table adapter: single and batch paths,
-                 ETag-conditional writes with retry, links, merge map, traceId confirmation,
-                 quarantine; rebuild from the journal.
+                 per-message isolation, quarantine, outcomes; rebuild from the journal.
+- ``apply``      changes into projection rows: ETag-conditional writes, retried on Conflict.
+- ``cache``      the write-through LRU cache of rows and ETags.
+- ``derived``    links, merge map and merged marks written after the projection rows.
+- ``confirm``    traceId confirmation of recorded membership requests.
+- ``pools``      thread pools for concurrent storage calls; ops written per partition.
 - ``handlers``   entry points the Service Bus function glue calls.
 - ``servicebus`` narrow receiver interface + the azure-servicebus implementation.
 - ``rebuild`` / ``deadletter`` / ``quarantine``: recovery commands (``python -m ...``).

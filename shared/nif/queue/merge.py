@@ -45,34 +45,16 @@ class RowState:
     def copy(self) -> RowState:
         return copy.deepcopy(self)
 
-    def comparable(self) -> dict[str, Any]:
-        """The state without bookkeeping that depends on delivery (for equality checks)."""
-        return {
-            "entity": self.entity,
-            "object_id": self.object_id,
-            "data": self.data,
-            "fv": self.fv,
-            "version": self.version,
-            "deleted": self.deleted,
-            "del_v": self.del_v,
-            "deleted_at": self.deleted_at,
-            "deleted_by": self.deleted_by,
-            "info_version": self.info_version,
-            "merged_into": self.merged_into,
-        }
 
-
-def apply_change(state: RowState | None, env: Envelope) -> tuple[RowState, bool]:
-    """Merge one change into a row; returns ``(new_state, changed)``. Never mutates ``state``."""
+def apply_change(state: RowState | None, env: Envelope) -> RowState:
+    """Merge one change into a row; returns the new state. Never mutates ``state``."""
     new = state.copy() if state is not None else RowState(entity=env.entity, object_id=env.object_id)
     v = env.version
-    changed = state is None
 
     for name, value in env.body.items():
-        if new.fv.get(name, "") < v and (name not in new.data or new.data[name] != value or new.fv.get(name) != v):
+        if new.fv.get(name, "") < v:
             new.data[name] = copy.deepcopy(value)
             new.fv[name] = v
-            changed = True
 
     if env.change_type in (ChangeType.ADDED, ChangeType.DELETED) and new.del_v < v:
         new.del_v = v
@@ -87,21 +69,18 @@ def apply_change(state: RowState | None, env: Envelope) -> tuple[RowState, bool]
             new.deleted_at = None
             new.deleted_by = None
             new.deleted_seq = None
-        changed = True
 
     if env.change_type is ChangeType.INFORMATIONAL and new.info_version < v:
         new.info_version = v
-        changed = True
 
     if new.version < v:
         new.version = v
         new.last_message_id = env.message_id
-        changed = True
-    return new, changed
+    return new
 
 
 def fold(envelopes: list[Envelope], state: RowState | None = None) -> RowState | None:
     """Apply several changes of one row (any order gives the same result)."""
     for env in sorted(envelopes, key=lambda e: e.version):
-        state, _ = apply_change(state, env)
+        state = apply_change(state, env)
     return state

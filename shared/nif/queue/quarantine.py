@@ -15,10 +15,13 @@ import argparse
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.nif.queue import entities as E
+from shared.nif.queue import entities
 from shared.nif.queue.journal import needs_overflow, raw_from_journal
+
+if TYPE_CHECKING:
+    from shared.nif.queue.processor import QueueProcessor
 
 log = logging.getLogger("shared.nif.queue.quarantine")
 
@@ -26,20 +29,20 @@ log = logging.getLogger("shared.nif.queue.quarantine")
 def list_quarantined(store: Any) -> list[dict[str, Any]]:
     return [
         r
-        for r in store.table(E.QUARANTINE_TABLE).query(partition_key="quarantined")
+        for r in store.table(entities.QUARANTINE_TABLE).query(partition_key="quarantined")
         if r.get("Status") == "quarantined"
     ]
 
 
-def replay(store: Any, processor: Any, ids: list[str] | None = None) -> dict[str, int]:
-    q = store.table(E.QUARANTINE_TABLE)
+def replay(store: Any, processor: QueueProcessor, ids: list[str] | None = None) -> dict[str, int]:
+    q = store.table(entities.QUARANTINE_TABLE)
     counts = {"replayed": 0, "still_poison": 0}
     for row in list_quarantined(store):
         if ids and row["RowKey"] not in ids:
             continue
         overflow = None
         if needs_overflow(row):
-            overflow = store.table(E.JOURNAL_OVERFLOW_TABLE).query(
+            overflow = store.table(entities.JOURNAL_OVERFLOW_TABLE).query(
                 partition_key=f"{row['JournalPartitionKey']}-{row['JournalRowKey']}"
             )
         raw = raw_from_journal(row, overflow)

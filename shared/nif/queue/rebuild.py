@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.nif.queue import entities as E
+from shared.nif.queue import entities
 from shared.nif.queue.envelope import KNOWN_ENTITIES, normalise_entity_name
 from shared.nif.queue.journal import needs_overflow, raw_from_journal
+
+if TYPE_CHECKING:
+    from shared.nif.queue.processor import QueueProcessor
 
 log = logging.getLogger("shared.nif.queue.rebuild")
 CHUNK = 500
@@ -35,34 +38,39 @@ def _clear(store: Any, table_name: str) -> int:
     return len(ops)
 
 
-def rebuild(store: Any, processor: Any, target: str) -> dict[str, int]:
+def rebuild(store: Any, processor: QueueProcessor, target: str) -> dict[str, int]:
     if target.lower() == "all":
-        entities: set[str] | None = None
-        tables = [*E.PROJECTION_TABLES.values(), E.GENERIC_TABLE, E.LINKS_TABLE, E.MERGE_TABLE]
+        only: set[str] | None = None
+        tables = [
+            *entities.PROJECTION_TABLES.values(),
+            entities.GENERIC_TABLE,
+            entities.LINKS_TABLE,
+            entities.MERGE_TABLE,
+        ]
     else:
         name, known = normalise_entity_name(target)
         if not known:
             raise SystemExit(f"unknown entity {target!r}: one of {', '.join(KNOWN_ENTITIES)} or all")
-        entities = {name}
-        tables = [E.PROJECTION_TABLES[name]]
+        only = {name}
+        tables = [entities.PROJECTION_TABLES[name]]
     cleared = sum(_clear(store, t) for t in tables)
     processor.cache.clear()
-    journal = store.table(E.JOURNAL_TABLE)
-    overflow = store.table(E.JOURNAL_OVERFLOW_TABLE)
+    journal = store.table(entities.JOURNAL_TABLE)
+    overflow = store.table(entities.JOURNAL_OVERFLOW_TABLE)
     pending, applied = [], 0
     for row in journal.query():
         entity = row.get("Entity") or ""  # "" = was poison when journaled (maybe replayed since)
-        if entity and entities is not None and entity not in entities:
+        if entity and only is not None and entity not in only:
             continue
         extra = None
         if needs_overflow(row):
             extra = overflow.query(partition_key=f"{row['PartitionKey']}-{row['RowKey']}")
         pending.append(raw_from_journal(row, extra))
         if len(pending) >= CHUNK:
-            applied += len(processor.apply_from_journal(pending, entities))
+            applied += len(processor.apply_from_journal(pending, only))
             pending = []
     if pending:
-        applied += len(processor.apply_from_journal(pending, entities))
+        applied += len(processor.apply_from_journal(pending, only))
     return {"cleared": cleared, "applied": applied}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.nif.models import MembershipRequest, NifMembershipResponse, membership_status
 
-log = logging.getLogger("shared.nif.requests")
+log = logging.getLogger(__name__)
 
 TABLE = "MembershipRequests"
 ROW_KEY = "request"
