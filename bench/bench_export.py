@@ -21,17 +21,17 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from shared.idrott.xmlwriter import (
+from shared.idrott.xmlrecords import (
     ActivityRecord,
     ContactRecord,
     ParticipantRecord,
     PersonRecord,
     RunHeader,
     SportRecord,
-    _activity_element,
-    _person_element,
-    write_run,
 )
+from shared.idrott.xmlrecords import activity_element as _activity_element
+from shared.idrott.xmlrecords import person_element as _person_element
+from shared.idrott.xmlwriter import write_run
 
 T0 = datetime(2024, 3, 4, 16, tzinfo=UTC)
 HEADER = RunHeader(

@@ -93,6 +93,6 @@ def idrott_export_preview(req: func.HttpRequest, context: func.Context) -> func.
 # ---- nightly export -------------------------------------------------------------------------------
 @bp.timer_trigger(arg_name="timer", schedule="%IDROTTONLINE_EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def idrott_export_timer(timer: func.TimerRequest) -> None:
-    from shared.idrott.export import run_scheduled
+    from shared.idrott.schedule import run_scheduled
 
     run_scheduled(timer)

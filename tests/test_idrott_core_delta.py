@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pytest
 
-from shared.idrott.delta import StoredRecord, content_hash, export_marker, lok_period, select_changes
+from shared.idrott.delta import content_hash, current_marker, export_marker, is_pending, lok_period, select_changes
 from shared.idrott.models import Activity
 
 TODAY = date(2024, 5, 20)
 
 
+@dataclass(frozen=True)
+class Rec:
+    """Any record with these attributes can be selected (``delta.Tracked`` / ``TrackedActivity``)."""
+
+    record_id: str
+    content_hash: str
+    exported_hash: str | None = None
+    tombstone: bool = False
+    start_time: datetime | None = None
+    participant_ids: tuple[str, ...] = ()
+
+
 def P(key, h="h1", exported=None, tomb=False):
-    return StoredRecord(key=key, content_hash=h, exported_hash=exported, tombstone=tomb)
+    return Rec(key, h, exported, tomb)
 
 
 def A(key, start, h="h1", exported=None, tomb=False, parts=()):
-    return StoredRecord(
-        key=key, content_hash=h, exported_hash=exported, tombstone=tomb, start_time=start, participant_ids=tuple(parts)
-    )
+    return Rec(key, h, exported, tomb, start_time=start, participant_ids=tuple(parts))
 
 
 @pytest.mark.parametrize(
@@ -35,7 +46,7 @@ def test_lok_period(d, period):
     assert lok_period(d) == period
 
 
-def test_first_run_all_persons_and_current_period_activities():
+def test_full_load_all_persons_and_current_period_activities():
     persons = [P("p1"), P("p2", exported="h1"), P("gone", tomb=True)]
     acts = [
         A("in", datetime(2024, 3, 1, 10, tzinfo=UTC), parts=["p1", "other"]),
@@ -43,12 +54,12 @@ def test_first_run_all_persons_and_current_period_activities():
         A("edge", datetime(2023, 12, 31, 23, 30, tzinfo=UTC)),  # 1 Jan 00:30 in Stockholm
         A("deleted", datetime(2024, 3, 1, tzinfo=UTC), tomb=True),
     ]
-    sel = select_changes(persons, acts, first_run=True, today=TODAY)
-    assert [p.key for p in sel.persons] == ["p1", "p2"]
-    assert [a.key for a in sel.activities] == ["in", "edge"]
-    assert sel.deleted_activities == []
-    assert sel.referenced_person_ids == {"other"}
-    assert sel.first_run and not sel.empty
+    sel = select_changes(persons, acts, full_load=True, today=TODAY)
+    assert [p.record_id for p in sel.persons] == ["p1", "p2"]
+    assert [a.record_id for a in sel.activities] == ["in", "edge"]
+    assert sel.deletes == []
+    assert sel.referenced_person_ids() == {"other"}
+    assert sel.full_load and not sel.empty
 
 
 def test_later_run_only_changes():
@@ -67,26 +78,26 @@ def test_later_run_only_changes():
         A("del-sent", datetime(2024, 3, 1, tzinfo=UTC), h="x", exported=export_marker("x", True), tomb=True),
         A("del-never-sent", datetime(2024, 3, 1, tzinfo=UTC), tomb=True),
     ]
-    sel = select_changes(persons, acts, first_run=False, today=TODAY)
-    assert [p.key for p in sel.persons] == ["changed", "new", "left"]
-    assert [a.key for a in sel.activities] == ["changed-old-period"]
-    assert [a.key for a in sel.deleted_activities] == ["del"]
-    assert sel.referenced_person_ids == {"same"}  # "changed" is already selected
-    assert ("person", "left", "deleted:d") in sel.markers()
-    assert ("activity", "del", "deleted:x") in sel.markers()
+    sel = select_changes(persons, acts, full_load=False, today=TODAY)
+    assert [p.record_id for p in sel.persons] == ["changed", "new", "left"]
+    assert [a.record_id for a in sel.activities] == ["changed-old-period"]
+    assert [a.record_id for a in sel.deletes] == ["del"]
+    assert sel.referenced_person_ids() == {"same"}  # "changed" is already selected
+    assert [current_marker(p) for p in sel.persons if p.record_id == "left"] == ["deleted:d"]
+    assert [current_marker(a) for a in sel.deletes] == ["deleted:x"]
 
 
 def test_nothing_to_do():
-    sel = select_changes([P("a", exported="h1")], [], first_run=False, today=TODAY)
-    assert sel.empty and sel.markers() == []
+    sel = select_changes([P("a", exported="h1")], [], full_load=False, today=TODAY)
+    assert sel.empty and sel.all_persons() == [] and not is_pending(P("a", exported="h1"))
 
 
 def test_after_markers_stored_nothing_is_pending():
     persons = [P("a", h="1"), P("b", h="2", exported="1", tomb=True)]
-    sel = select_changes(persons, [], first_run=False, today=TODAY)
-    stored = {key: marker for _, key, marker in sel.markers()}
-    again = [StoredRecord(p.key, p.content_hash, stored[p.key], p.tombstone) for p in persons]
-    assert select_changes(again, [], first_run=False, today=TODAY).empty
+    sel = select_changes(persons, [], full_load=False, today=TODAY)
+    stored = {p.record_id: current_marker(p) for p in sel.persons}
+    again = [Rec(p.record_id, p.content_hash, stored[p.record_id], p.tombstone) for p in persons]
+    assert select_changes(again, [], full_load=False, today=TODAY).empty
 
 
 def test_content_hash_stable_and_order_insensitive():

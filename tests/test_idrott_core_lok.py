@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from shared.idrott.lok import RULES, prognose, prognosis_for
-from shared.idrott.xmlwriter import ActivityRecord, ParticipantRecord, PersonRecord, SportRecord
+from shared.idrott.xmlrecords import ActivityRecord, ParticipantRecord, PersonRecord, SportRecord
 
 T0 = datetime(2024, 3, 4, 16, 0, tzinfo=UTC)  # Monday 17:00 in Stockholm
 

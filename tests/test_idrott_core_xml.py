@@ -13,23 +13,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from shared.idrott import elements as E
+from shared.idrott import elements
 from shared.idrott.models import Activity, Person
-from shared.idrott.xmlwriter import (
+from shared.idrott.xmlrecords import (
     ActivityRecord,
     ContactRecord,
-    FileInfo,
     ParticipantRecord,
     PersonRecord,
-    RecordTooLarge,
     RunHeader,
     SportRecord,
-    UnresolvedParticipant,
     file_name,
     format_datetime,
-    write_run,
-    write_run_to_dir,
 )
+from shared.idrott.xmlwriter import FileInfo, RecordTooLarge, UnresolvedParticipant, write_run, write_run_to_dir
 from shared.idrott.xsd import InvalidExportFile, schema_path, validate_file
 from tests.test_idrott_core_personnummer import pnr
 
@@ -104,14 +100,14 @@ def check_run(infos: list[FileInfo], files: dict[int, bytes], max_bytes: int, he
         assert info.name == file_name(header, info.sequence, info.count)
         validate_file(data)
         root = etree.fromstring(data)
-        assert root.findtext(E.BATCH_ID) == header.batch_id
-        assert root.findtext(E.FILE_SEQUENCE) == str(info.sequence)
-        assert root.findtext(E.FILE_COUNT) == str(len(infos))
-        ids = {p.findtext(E.EXTERNAL_IDENTIFICATION) for p in root.iterfind("Persons/Person")}
+        assert root.findtext(elements.BATCH_ID) == header.batch_id
+        assert root.findtext(elements.FILE_SEQUENCE) == str(info.sequence)
+        assert root.findtext(elements.FILE_COUNT) == str(len(infos))
+        ids = {p.findtext(elements.EXTERNAL_IDENTIFICATION) for p in root.iterfind("Persons/Person")}
         refs = {p.text for p in root.iterfind("Activities/Activity/Participants/Participant/PersonId")}
         assert refs <= ids  # self-contained
         assert len(root.findall("Persons/Person")) == info.persons
-        opts = [a.findtext(E.OPTION_TYPE) for a in root.iterfind("Activities/Activity")]
+        opts = [a.findtext(elements.OPTION_TYPE) for a in root.iterfind("Activities/Activity")]
         assert opts.count("Insert") == info.activities and opts.count("Delete") == info.deletes
 
 
@@ -374,4 +370,4 @@ def test_personnummer_pattern_in_xsd():
 def test_every_element_name_is_in_the_xsd():
     xsd = schema_path().read_text(encoding="utf-8")
     declared = set(re.findall(r'<xs:element name="([A-Za-z]+)"', xsd))
-    assert E.all_element_names() == declared
+    assert elements.all_element_names() == declared

@@ -9,7 +9,7 @@ from datetime import UTC
 import pytest
 
 from shared import sftp
-from shared.idrott import export
+from shared.idrott import export, ledger, lock, schedule, state
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
 from tests.idrott_support import SFTP_PASSWORD, activity, person, register_club, sftp_server, xml_files
@@ -50,7 +50,7 @@ def test_first_run_full_load_then_nothing(srv):
     assert not list(srv.root.glob("*.part"))
     r2 = export.export_club(club, trigger="test")
     assert r2.status == "empty" and not r2.full_load
-    runs = export.list_runs("club1")
+    runs = ledger.list_runs("club1")
     assert [x.status for x in runs] == ["empty", "succeeded"]  # newest first
 
 
@@ -76,7 +76,7 @@ def test_same_content_again_is_not_resent(srv):
     export.export_club(club)
     rec.upsert_persons([Person.model_validate(person("p0", serial=1))])  # identical content
     assert export.export_club(club).status == "empty"
-    assert rec.markers() == []
+    assert rec.dirty_markers() == []
 
 
 def test_left_member_and_deleted_activity(srv):
@@ -116,8 +116,8 @@ def test_pinned_key_mismatch_fails_run_and_keeps_state(srv, tmp_path):
     r = export.export_club(club)
     assert r.status == "failed" and "HostKeyRejected" in r.error and "pins" in r.error
     assert xml_files(srv.root) == []
-    assert export.list_runs("club1")[0].status == "failed"
-    assert not export.full_load_done("club1")
+    assert ledger.list_runs("club1")[0].status == "failed"
+    assert not state.full_load_done("club1")
 
 
 def test_drop_mid_upload_then_next_run_delivers_same_records(srv, caplog):
@@ -128,11 +128,11 @@ def test_drop_mid_upload_then_next_run_delivers_same_records(srv, caplog):
     r = export.export_club(club)
     assert r.status == "failed" and "SftpTransientError" in r.error
     assert xml_files(srv.root) == []  # nothing under its final name
-    runs = export.list_runs("club1")
+    runs = ledger.list_runs("club1")
     assert runs[0].status == "failed" and runs[0].error and runs[0].files[0]["uploaded"] is False
-    assert not export.full_load_done("club1")
+    assert not state.full_load_done("club1")
     assert "export.failed club_id=club1 " in caplog.text  # matched by the deploy guide's queries
-    assert len(rec.markers()) == 6  # exported state unchanged
+    assert len(rec.dirty_markers()) == 6  # exported state unchanged
     assert all(p.exported_hash is None for p in rec.all_persons())
     srv.drop_connection_after(0, times=0)  # disarm
     srv.faults.remaining = 0
@@ -141,7 +141,7 @@ def test_drop_mid_upload_then_next_run_delivers_same_records(srv, caplog):
     assert "export.succeeded club_id=club1 " in caplog.text
     assert (r2.persons, r2.activities) == (r.persons, r.activities)
     assert [f["sha256"] for f in r2.files] != [] and xml_files(srv.root)[0].name == r2.files[0]["name"]
-    assert rec.markers() == []
+    assert rec.dirty_markers() == []
 
 
 def test_change_during_run_goes_in_next_run(srv, monkeypatch):
@@ -210,31 +210,31 @@ def test_concurrent_runs_one_skips(srv, monkeypatch, caplog):
     assert results["a"].status == "succeeded"
     assert results["b"].status == "skipped"
     assert "skipped" in caplog.text and "holds the export lock" in caplog.text
-    assert [r.status for r in export.list_runs("club1")] == ["succeeded"]
+    assert [r.status for r in ledger.list_runs("club1")] == ["succeeded"]
 
 
 def test_lock_expiry_and_takeover(storage):
-    ok, _ = export.acquire_lock("c9", "run-a", 60)
+    ok, _ = lock.acquire_lock("c9", "run-a", 60)
     assert ok
-    ok, holder = export.acquire_lock("c9", "run-b", 60)
+    ok, holder = lock.acquire_lock("c9", "run-b", 60)
     assert not ok and holder.owner == "run-a"
-    state = storage.table(export.STATE_TABLE)
-    row = state.get("c9", "lock")
+    table = storage.table(state.STATE_TABLE)
+    row = table.get("c9", "lock")
     from datetime import datetime, timedelta
 
-    state.upsert(
+    table.upsert(
         {
             **{k: v for k, v in row.items() if not k.startswith("_")},
             "expires_at": datetime.now(UTC) - timedelta(seconds=1),
         },
         replace=True,
     )
-    ok, _ = export.acquire_lock("c9", "run-b", 60)
+    ok, _ = lock.acquire_lock("c9", "run-b", 60)
     assert ok
-    export.release_lock("c9", "run-a")  # not the owner: no effect
-    assert state.get("c9", "lock")["owner"] == "run-b"
-    export.release_lock("c9", "run-b")
-    assert state.get("c9", "lock") is None
+    lock.release_lock("c9", "run-a")  # not the owner: no effect
+    assert table.get("c9", "lock")["owner"] == "run-b"
+    lock.release_lock("c9", "run-b")
+    assert table.get("c9", "lock") is None
 
 
 def test_lock_race_exactly_one_winner(storage):
@@ -243,7 +243,7 @@ def test_lock_race_exactly_one_winner(storage):
 
     def contend(i):
         barrier.wait()
-        ok, _ = export.acquire_lock("race", f"run-{i}", 60)
+        ok, _ = lock.acquire_lock("race", f"run-{i}", 60)
         if ok:
             wins.append(i)
 
@@ -264,7 +264,7 @@ def test_one_club_failure_does_not_stop_others(srv, tmp_path):
     register_club("off", srv, enabled=False)
     for cid in ("bad", "good", "off"):
         _seed(cid)
-    results = {r.club_id: r.status for r in export.run_scheduled(None)}
+    results = {r.club_id: r.status for r in schedule.run_scheduled(None)}
     assert results == {"bad": "failed", "good": "succeeded"}
     assert good.club_id == "good"
 
@@ -274,9 +274,9 @@ def test_invalid_file_is_refused_before_upload(srv, monkeypatch):
     _seed("club1")
     from shared.idrott import xmlwriter
 
-    real = xmlwriter._header_bytes
+    real = xmlwriter.header_bytes
     monkeypatch.setattr(
-        xmlwriter, "_header_bytes", lambda h, s, c: real(h, s, c).replace(b"<BatchId>", b"<Bogus/><BatchId>")
+        xmlwriter, "header_bytes", lambda h, s, c: real(h, s, c).replace(b"<BatchId>", b"<Bogus/><BatchId>")
     )
     r = export.export_club(club)
     assert r.status == "failed" and "InvalidExportFile" in r.error

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared import sftp
-from shared.idrott import export
+from shared.idrott import error_codes, export, ledger, state
 from shared.idrott.models import Activity, Participant, Person
 from shared.idrott.store import ClubRecords
 from tests.idrott_support import SFTP_PASSWORD, activity, club_body, person, register_club, sftp_server, xml_files
@@ -65,9 +65,9 @@ def test_oversized_activity_is_skipped_reported_and_stays_pending(srv, env, capl
     # kept pending: never marked exported, its dirty marker survives
     assert rec.get_activity("big").exported_hash is None
     assert rec.get_activity("small").exported_hash is not None
-    assert "D|A|big" in {m["RowKey"] for m in rec.markers()}
-    ledger = export.list_runs("club1")[0]
-    assert ledger.status == "succeeded" and [s["id"] for s in ledger.skipped] == ["big"]
+    assert "D|A|big" in {m["RowKey"] for m in rec.dirty_markers()}
+    row = ledger.list_runs("club1")[0]
+    assert row.status == "succeeded" and [s["id"] for s in row.skipped] == ["big"]
 
     # an unrelated change later: it goes out, the oversized activity is reported again, not sent
     rec.upsert_persons([Person.model_validate(person("p1", serial=2, female=True, first="Ebba"))])
@@ -80,7 +80,7 @@ def test_oversized_activity_is_skipped_reported_and_stays_pending(srv, env, capl
     # only the oversized activity is pending: nothing to upload, still reported, still pending
     r3 = export.export_club(club)
     assert r3.status == "empty" and [s["id"] for s in r3.skipped] == ["big"]
-    assert "D|A|big" in {m["RowKey"] for m in rec.markers()}
+    assert "D|A|big" in {m["RowKey"] for m in rec.dirty_markers()}
 
 
 def test_oversized_activity_is_visible_in_preview_and_exports_answers(app_host, srv, env):
@@ -153,7 +153,7 @@ def test_a_record_the_xsd_refuses_is_found_skipped_and_the_rest_sent(srv, monkey
     needs it are skipped, and everything else is sent."""
     from shared.idrott import xmlwriter
 
-    real = xmlwriter._person_element
+    real = xmlwriter.person_element
 
     def broken_for_p1(p, header, etree):
         el = real(p, header, etree)
@@ -161,7 +161,7 @@ def test_a_record_the_xsd_refuses_is_found_skipped_and_the_rest_sent(srv, monkey
             etree.SubElement(el, "Bogus").text = "x"
         return el
 
-    monkeypatch.setattr(xmlwriter, "_person_element", broken_for_p1)
+    monkeypatch.setattr(xmlwriter, "person_element", broken_for_p1)
     club = register_club("club1", srv)
     rec = ClubRecords("club1")
     _persons(rec, 4)
@@ -183,7 +183,7 @@ def test_a_record_the_xsd_refuses_is_found_skipped_and_the_rest_sent(srv, monkey
     assert "<ActivityId>ok</ActivityId>" in text and "with-p1" not in text and "<ExternalIdentification>p1<" not in text
     assert rec.get_person("p1").exported_hash is None and rec.get_activity("with-p1").exported_hash is None
     assert rec.get_person("p0").exported_hash is not None
-    pending = {m["RowKey"] for m in rec.markers()}
+    pending = {m["RowKey"] for m in rec.dirty_markers()}
     assert pending == {"D|P|p1", "D|A|with-p1"}
 
 
@@ -206,13 +206,13 @@ def test_export_errors_show_function_key_callers_a_code_not_registry_details(app
     assert res.status_code == 502
     problem = _json(res)
     assert problem["errorCode"] == code and problem["batchId"]
-    assert problem["detail"].endswith(export.ERROR_CODES[code])
+    assert problem["detail"].endswith(error_codes.ERROR_CODES[code])
     assert not [h for h in hidden if h in problem["detail"]]
 
     res = host.request("GET", f"{BASE}/c1/exports")
     assert res.status_code == 200
     run = _json(res)["runs"][0]
-    assert (run["status"], run["errorCode"], run["error"]) == ("failed", code, export.ERROR_CODES[code])
+    assert (run["status"], run["errorCode"], run["error"]) == ("failed", code, error_codes.ERROR_CODES[code])
     assert "errorDetail" not in run
     text = res.get_body().decode()
     assert not [h for h in hidden if h in text], text
@@ -227,57 +227,57 @@ def test_export_errors_show_function_key_callers_a_code_not_registry_details(app
 
 
 def test_every_error_code_has_a_sentence_and_legacy_rows_are_not_shown_raw(storage):
-    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)+", c) and s.endswith(".") for c, s in export.ERROR_CODES.items())
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)+", c) and s.endswith(".") for c, s in error_codes.ERROR_CODES.items())
     # docs/idrottonline.md documents exactly this table, word for word
     from pathlib import Path
 
     doc = (Path(__file__).parents[1] / "docs" / "idrottonline.md").read_text(encoding="utf-8")
     section = doc.split("## Error codes", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z-]+)`(?: \(record\))? \| ([^|]+) \|", section, re.MULTILINE)
-    assert {code: sentence.strip() for code, sentence in rows} == export.ERROR_CODES
+    assert {code: sentence.strip() for code, sentence in rows} == error_codes.ERROR_CODES
     # a ledger row written before error codes existed
-    _, runs = export._tables()
+    runs = ledger.runs_table()
     started = datetime.now(UTC)
     runs.upsert(
         {
             "PartitionKey": "old",
-            "RowKey": export._run_key(started, "b1"),
+            "RowKey": ledger.run_key(started, "b1"),
             "batch_id": "b1",
             "status": "failed",
             "started_at": started,
             "error": "SftpAuthError: SFTP secret not found: SFTP_PASSWORD_ATK2 sftp-password-atk2-prod",
         }
     )
-    view = export.list_runs("old")[0].to_json()
+    view = ledger.list_runs("old")[0].to_json()
     assert view["errorCode"] == "sftp-credentials-missing" and "atk2" not in json.dumps(view)
 
 
 # ---- (10) the ledger matches the server --------------------------------------------------------------
-def _frozen(monkeypatch, at: datetime) -> None:
-    monkeypatch.setattr(export, "_now", lambda: at)
-
-
-def test_per_file_upload_state_and_new_names_for_a_retry_in_the_same_second(srv, env, monkeypatch):
+def test_per_file_upload_state_and_new_names_for_a_retry_in_the_same_second(srv, env):
     env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD, IDROTTONLINE_MAX_FILE_BYTES=10_000)
     club = register_club("club1", srv)
     rec = ClubRecords("club1")
     _persons(rec, 50)
-    _frozen(monkeypatch, datetime(2026, 3, 2, 2, 0, 0, tzinfo=UTC))  # both runs in the same second
+    at = datetime(2026, 3, 2, 2, 0, 0, tzinfo=UTC)  # both runs in the same second
+
+    def frozen() -> datetime:
+        return at
+
     srv.drop_connection_after(1, times=1000, path_filter=lambda p: "_2of" in p)  # file 2 never arrives
-    r1 = export.export_club(club)
+    r1 = export.export_club(club, now=frozen)
     assert r1.status == "failed" and len(r1.files) >= 3
     on_server = {p.name: p.read_bytes() for p in xml_files(srv.root)}
-    ledger = export.list_runs("club1")[0]
-    assert [f["uploaded"] for f in ledger.files] == [True] + [False] * (len(ledger.files) - 1)
-    assert set(on_server) == {ledger.files[0]["name"]}  # the ledger says what the server has
+    first = ledger.list_runs("club1")[0]
+    assert [f["uploaded"] for f in first.files] == [True] + [False] * (len(first.files) - 1)
+    assert set(on_server) == {first.files[0]["name"]}  # the ledger says what the server has
 
     srv.faults.remaining = 0  # the server is well again
-    r2 = export.export_club(club)
+    r2 = export.export_club(club, now=frozen)
     assert r2.status == "succeeded", r2.error
     assert not {f["name"] for f in r1.files} & {f["name"] for f in r2.files}  # never a name twice
     now_on_server = {p.name: p.read_bytes() for p in xml_files(srv.root)}
-    assert now_on_server[ledger.files[0]["name"]] == on_server[ledger.files[0]["name"]]  # not overwritten
-    for run in export.list_runs("club1"):
+    assert now_on_server[first.files[0]["name"]] == on_server[first.files[0]["name"]]  # not overwritten
+    for run in ledger.list_runs("club1"):
         for f in run.files:
             assert (f["name"] in now_on_server) is f["uploaded"], (run.status, f)
     assert len(now_on_server) == 1 + len(r2.files)
@@ -307,26 +307,25 @@ def test_dead_worker_run_is_closed_abandoned_and_no_full_load_again(srv, monkeyp
             def die(*_a, **_k):
                 raise WorkerKilled
 
-            m.setattr(export, "_mark_state", die)
+            m.setattr(export, "mark_run_succeeded", die)
         m.setattr(export, "release_lock", lambda *_a, **_k: None)
         with pytest.raises(WorkerKilled):
             export.export_club(club)
-    first = export.list_runs("club1")[0]
+    first = ledger.list_runs("club1")[0]
     assert first.status == "running" and first.files and all(f["uploaded"] for f in first.files)
     assert export.export_club(club).status == "skipped"  # its lock holds until the lease ends
 
     later = datetime.now(UTC) + timedelta(seconds=900 + 60)
-    _frozen(monkeypatch, later)
-    r = export.export_club(club)
+    r = export.export_club(club, now=lambda: later)
     assert r.status in ("succeeded", "empty"), r.error
     assert r.full_load is False  # the full load reached the server: never a full load again
-    runs = {x.batch_id: x for x in export.list_runs("club1")}
+    runs = {x.batch_id: x for x in ledger.list_runs("club1")}
     closed = runs[first.batch_id]
     assert closed.status == "abandoned" and closed.error_code == "run-abandoned"
     assert r.batch_id in (closed.error or "")
-    assert closed.to_json()["error"] == export.ERROR_CODES["run-abandoned"]
-    assert export.full_load_done("club1")
-    assert {x.status for x in export.list_runs("club1")} <= {"abandoned", "succeeded", "empty", "skipped"}
+    assert closed.to_json()["error"] == error_codes.ERROR_CODES["run-abandoned"]
+    assert state.full_load_done("club1")
+    assert {x.status for x in ledger.list_runs("club1")} <= {"abandoned", "succeeded", "empty", "skipped"}
 
 
 def test_stale_part_files_of_this_club_are_removed_at_the_next_upload(srv):

@@ -22,10 +22,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared import sftp
-from shared.idrott import store as store_mod
+from shared.idrott import rows
 from shared.idrott.models import Activity, ClubExportInfo, Contact, Person, validate_bulk
+from shared.idrott.pnrindex import pnr_key
 from shared.idrott.store import ClubRecords
-from shared.idrott.xmlwriter import ActivityRecord, PersonRecord, RecordTooLarge, RunHeader, write_run_to_dir
+from shared.idrott.xmlrecords import ActivityRecord, PersonRecord, RunHeader
+from shared.idrott.xmlwriter import RecordTooLarge, write_run_to_dir
 from shared.idrott.xsd import validate_file
 from tests.conftest import SENSITIVE
 from tests.idrott_support import SFTP_PASSWORD, activity, club_body, person, pnr, sftp_server, xml_files
@@ -39,6 +41,7 @@ CLUB = ClubExportInfo(
     rf_association_number="12345",
     export_contacts=True,
 )
+CREATED_AT = datetime(2026, 3, 2, 2, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +85,14 @@ def _legacy_row(club_id, prefix, record_id, data):
     row = {
         "PartitionKey": club_id,
         "RowKey": prefix + record_id,
-        **store_mod._split(json.dumps(data)),
+        **rows.split_record(json.dumps(data)),
         "hash": "legacy",
         "active": True,
     }
-    if prefix == store_mod.A:
+    if prefix == rows.A:
         row["deleted"] = False
         row["start_time"] = datetime.fromisoformat(data["startTime"]).astimezone(UTC)
-    rec.t.submit(rec._ops(prefix, record_id, row, "legacy"))
+    rec.t.submit(rec.marked_write(prefix, record_id, row, "legacy"))
 
 
 def _is_safe(value: str) -> bool:
@@ -109,7 +112,7 @@ def _storable(value: str) -> bool:
 def _run_pure(persons, activities, tmp_path: Path, max_file_bytes=10_000_000, lookup=None):
     """The real writer and the XSD: every file of the run must validate."""
     infos = write_run_to_dir(
-        RunHeader.for_club(CLUB, batch_id="b1"),
+        RunHeader.for_club(CLUB, created_at=CREATED_AT, batch_id="b1"),
         [PersonRecord.from_model(p) for p in persons],
         [ActivityRecord.from_model(a) for a in activities],
         max_file_bytes=max_file_bytes,
@@ -258,7 +261,7 @@ def test_activity_size_bound_is_exact_for_the_worst_case(n, tmp_path):
     widest = ClubExportInfo.model_validate(
         {**CLUB.model_dump(by_alias=True), "clubId": "c" * 64, "applicationId": "a" * 64}
     )
-    header = RunHeader.for_club(widest, batch_id="b" * 64)
+    header = RunHeader.for_club(widest, created_at=CREATED_AT, batch_id="b" * 64)
 
     def run(limit: int, directory: Path):
         directory.mkdir()
@@ -475,7 +478,7 @@ def test_generator_through_the_api(host, srv, person_ids, activity_id, first):
         if _is_safe(pid) or not _storable(pid):
             continue
         try:  # what the old intake could have stored under this id
-            _legacy_row("c1", store_mod.P, pid, {**person(pid), "personnummer": _fresh_pnr()})
+            _legacy_row("c1", rows.P, pid, {**person(pid), "personnummer": _fresh_pnr()})
         except ValueError:  # longer than Table Storage allows after escaping: cannot be stored
             continue
         res = host.request("DELETE", url)
@@ -513,15 +516,15 @@ def test_legacy_ids_with_a_newline_can_be_removed(host, srv, sensitive):
     legacy = person("nl1\n", serial=5)
     sensitive.add(good["personnummer"], legacy["personnummer"])
     assert host.request("PUT", f"{BASE}/c1/persons", json_body=[good]).status_code == 200
-    _legacy_row("c1", store_mod.P, "nl1\n", legacy)
-    _legacy_row("c1", store_mod.A, "act1\n", activity("act1\n", ["ok1"]))
+    _legacy_row("c1", rows.P, "nl1\n", legacy)
+    _legacy_row("c1", rows.A, "act1\n", activity("act1\n", ["ok1"]))
     res = host.request("DELETE", f"{BASE}/c1/persons/nl1%0A")
     assert res.status_code == 200, res.get_body()
     assert _json(res)["removed"] is True and _json(res)["externalId"] == "nl1\n"
     res = host.request("DELETE", f"{BASE}/c1/activities/act1%0A")
     assert res.status_code == 200 and _json(res)["removed"] is True
     assert ClubRecords("c1").get_person("nl1\n") is None and ClubRecords("c1").get_activity("act1\n") is None
-    assert {m["RowKey"] for m in ClubRecords("c1").markers()} == {"D|P|ok1"}
+    assert {m["RowKey"] for m in ClubRecords("c1").dirty_markers()} == {"D|P|ok1"}
     # gone for good: a second DELETE is a 404 problem; the export runs again
     _problem(host.request("DELETE", f"{BASE}/c1/persons/nl1%0A"), 404)
     assert _preview_ok(host)["persons"] == 1
@@ -686,22 +689,20 @@ def test_rekey_refusals(host, srv, sensitive, over, status, path):
 
 def test_persons_stored_before_the_index_are_indexed(storage, sensitive):
     """Persons written before the personnummer index existed are indexed on the club's next intake."""
-    from shared.idrott.store import pnr_key
 
     old = person("old1", serial=3)
     sensitive.add(old["personnummer"])
-    _legacy_row("c1", store_mod.P, "old1", old)
+    _legacy_row("c1", rows.P, "old1", old)
     rec = ClubRecords("c1")
     (refusal,) = rec.upsert_persons([Person.model_validate({**old, "externalId": "new1"})])
     assert (refusal.status, refusal.existing_id, refusal.path) == (409, "old1", "personnummer")
     key = pnr_key("c1", old["personnummer"])
     assert key.isalpha() and old["personnummer"] not in key
-    assert rec.t.get("c1", store_mod.N + key)["external_id"] == "old1"
+    assert rec.t.get("c1", rows.N + key)["external_id"] == "old1"
 
 
 def test_concurrent_writers_of_one_personnummer_one_wins(storage, sensitive):
     """Six writers of one personnummer under six ids at once: exactly one is stored."""
-    from shared.idrott.store import pnr_key
     from tests.support import run_in_threads
 
     base = person("x0", serial=3)
@@ -718,7 +719,7 @@ def test_concurrent_writers_of_one_personnummer_one_wins(storage, sensitive):
     assert len(winners) == 1
     rec = ClubRecords("c1")
     assert {p.external_id for p in rec.all_persons()} == winners
-    assert rec.t.get("c1", store_mod.N + pnr_key("c1", base["personnummer"]))["external_id"] in winners
+    assert rec.t.get("c1", rows.N + pnr_key("c1", base["personnummer"]))["external_id"] in winners
 
 
 def test_stale_index_entry_is_taken_over(storage, sensitive):
@@ -746,11 +747,15 @@ def test_records_stored_before_the_new_limits_still_read(storage, sensitive, tmp
     sensitive.add(old["personnummer"])
     with pytest.raises(ValidationError):
         Person.model_validate(old)
-    _legacy_row("c1", store_mod.P, "old1", old)
+    _legacy_row("c1", rows.P, "old1", old)
     stored = ClubRecords("c1").get_person("old1")
     assert len(stored.model().sports) == MAX_SPORTS + 5
     write_run_to_dir(
-        RunHeader.for_club(CLUB, batch_id="b1"), [stored.record()], [], max_file_bytes=100_000, directory=tmp_path
+        RunHeader.for_club(CLUB, created_at=CREATED_AT, batch_id="b1"),
+        [stored.record()],
+        [],
+        max_file_bytes=100_000,
+        directory=tmp_path,
     )
     for f in tmp_path.iterdir():
         validate_file(f)

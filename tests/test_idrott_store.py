@@ -36,9 +36,9 @@ def _ack(rec, full):
 
 def test_delta_reads_only_marked_records(rec, monkeypatch):
     rec.upsert_persons(_persons(30))
-    assert len(rec.markers()) == 30
+    assert len(rec.dirty_markers()) == 30
     _ack(rec, True)
-    assert rec.markers() == []
+    assert rec.dirty_markers() == []
     rec.upsert_persons(_persons(2, start=100))
     scans = []
     real_all = ClubRecords.all_persons

@@ -1,6 +1,8 @@
-"""IdrottOnline (RF, Sweden): intake models, XML v1, delta selection, LOK-stöd prognosis.
+"""IdrottOnline (RF, Sweden): intake models, XML v1, delta selection, LOK-stöd prognosis, export runs.
 
-Pure core (no Azure SDK, no httpx, no paramiko): personnummer, models, elements, xmlwriter,
-xsd, delta, lok. lxml is imported lazily inside xmlwriter/xsd functions. Adapters (store, export,
-api, openapi_ops) sit at the edge. Nothing is imported here so ``import shared.idrott`` stays cheap.
+Pure core (no Azure SDK, no httpx, no paramiko; lxml only inside functions): clock, personnummer,
+models, elements, xmlrecords (a record's XML), xmlwriter (splitting a run into files), xsd, delta,
+lok. Adapters at the edge: rows + store + pnrindex + selection (the club's records in Table
+Storage), lock, state, ledger, error_codes, files, export (one run), preview, schedule (the
+timer), api, openapi_ops. Nothing is imported here so ``import shared.idrott`` stays cheap.
 """

@@ -17,7 +17,7 @@ validated on its own. Valid records are stored; invalid ones are not.
   ``[i].participants`` (see ``models.activity_size_bound``).
 - not a list, more than 1 000 records, or an empty list → ``422`` and nothing is stored.
 
-DELETE looks up any non-empty id of up to ``store.MAX_LOOKUP_ID`` characters exactly, so every
+DELETE looks up any non-empty id of up to ``rows.MAX_LOOKUP_ID`` characters exactly, so every
 stored record can be removed (also one stored before ids were matched as a whole).
 """
 
@@ -101,7 +101,7 @@ def _raw_id(item: Any, field: str) -> str | None:
 def _shown(record_id: str) -> str:
     """An id for a message: as is when valid, else JSON-quoted (a newline stays visible)."""
     from shared.idrott.models import is_safe_id
-    from shared.idrott.store import MAX_LOOKUP_ID
+    from shared.idrott.rows import MAX_LOOKUP_ID
 
     return record_id if is_safe_id(record_id) else json.dumps(record_id[:MAX_LOOKUP_ID])
 
@@ -139,7 +139,7 @@ def _bulk_answer(
             "Conflict",
             f"{len(bad)} of {len(items)} {kind} conflict with a person already registered in the club (same "
             f"personnummer, see errors) and were not stored; {len(stored)} {kind} were stored.",
-            "idrott-personnummer-conflict",
+            type_slug="idrott-personnummer-conflict",
             errors=field_errors,
             extra=extra,
         )
@@ -306,7 +306,7 @@ def delete_activity(req: ApiRequest) -> Any:
 
 # ---- ledger, manual run, preview -------------------------------------------------------------
 def _ledger(req: ApiRequest, *, admin: bool) -> Any:
-    from shared.idrott.export import list_runs
+    from shared.idrott.ledger import list_runs
 
     club = _se_club(req)
     limit = req.int_param("limit", where="query", default=50, minimum=1, maximum=500)
@@ -326,7 +326,8 @@ def get_exports_full(req: ApiRequest) -> Any:
 def post_export(req: ApiRequest) -> Any:
     """Run now (admin-level route): the run with ``errorDetail``; the problem's ``detail`` is the
     plain sentence of its error code."""
-    from shared.idrott.export import ERROR_CODES, export_club
+    from shared.idrott.error_codes import ERROR_CODES
+    from shared.idrott.export import export_club
 
     club = _se_club(req)
     if not club.enabled:
@@ -334,7 +335,10 @@ def post_export(req: ApiRequest) -> Any:
     result = export_club(club, trigger="manual")
     if result.status == "skipped":
         raise Problem(
-            409, "Conflict", f"Another export run for club {club.club_id} holds the lock; try later.", "export-locked"
+            409,
+            "Conflict",
+            f"Another export run for club {club.club_id} holds the lock; try later.",
+            type_slug="export-locked",
         )
     if result.status == "failed":
         code = result.error_code or "internal-error"
@@ -342,7 +346,7 @@ def post_export(req: ApiRequest) -> Any:
             502,
             "Bad Gateway",
             f"The export failed and was recorded in the ledger: {ERROR_CODES[code]}",
-            "export-failed",
+            type_slug="export-failed",
             extra={"errorCode": code, "batchId": result.batch_id, "run": result.to_json(admin=True)},
         )
     return result.to_json(admin=True)
@@ -351,7 +355,8 @@ def post_export(req: ApiRequest) -> Any:
 def get_preview(req: ApiRequest) -> Any:
     """What the next run would send, and the records it would skip. 409 only when the whole run
     would fail (nothing a single record explains): a code and its sentence, no technical detail."""
-    from shared.idrott.export import ERROR_CODES, error_code, preview
+    from shared.idrott.error_codes import ERROR_CODES, error_code
+    from shared.idrott.preview import preview
     from shared.idrott.xmlwriter import RecordTooLarge, UnresolvedParticipant
     from shared.idrott.xsd import InvalidExportFile
 
@@ -365,6 +370,6 @@ def get_preview(req: ApiRequest) -> Any:
             409,
             "Conflict",
             f"The next run would fail: {ERROR_CODES[code]}",
-            "export-would-fail",
+            type_slug="export-would-fail",
             extra={"errorCode": code},
         ) from exc

@@ -2,23 +2,25 @@
 
 Each stored record (person or activity) carries its current ``content_hash``, the
 ``exported_hash`` last confirmed sent (``None`` = never sent) and a ``tombstone`` flag (person:
-the member left; activity: deleted). A run sends:
+the member left; activity: deleted): the :class:`Tracked` protocol, which the adapter's stored
+records (``shared.idrott.rows.StoredPerson`` / ``StoredActivity``) satisfy as they are. A run
+sends:
 
-- **first run** (the club has no successful run yet): every person that is not a never-sent
+- **full load** (the club has no successful run yet): every person that is not a never-sent
   tombstone, with all sport memberships (tombstoned persons that were never sent are skipped:
   nothing to retract), and every non-deleted activity that starts in the current LOK period
   (:func:`lok_period` of ``today``);
 - **later runs**: persons and activities whose :func:`export_marker` differs from
   ``exported_hash`` (new, changed, left / deleted), in any period (a correction to last period
-  can still matter before the application deadline); deleted activities only when they were
-  sent before (otherwise there is nothing to delete);
-- in both cases, the ids of the persons that the selected activities refer to and that are not
-  already selected (``referenced_person_ids``): the XML writer includes them so every file is
-  self-contained.
+  can still matter before the application deadline); deleted activities (``deletes``) only when
+  they were sent before (otherwise there is nothing to delete);
+- in both cases the persons that the selected activities refer to and that are not already
+  selected (:meth:`Selection.referenced_person_ids`): the adapter reads them into
+  ``referenced_persons``, and the XML writer includes them so every file is self-contained.
 
-After **every** file of the run has been uploaded, the adapter stores ``marker`` of each selected
-record as its ``exported_hash``; a failed run stores nothing, so the next run selects the same
-records again (same ids: harmless).
+After **every** file of the run has been uploaded, the adapter stores each selected record's
+export marker as its ``exported_hash``; a failed run stores nothing, so the next run selects the
+same records again (same ids: harmless).
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Protocol
+
+from shared.idrott.clock import SWEDISH_TIMEZONE, local_date
 
 __all__ = [
     "Selection",
-    "StoredRecord",
+    "Tracked",
+    "TrackedActivity",
     "content_hash",
+    "current_marker",
     "export_marker",
+    "is_pending",
     "lok_period",
     "select_changes",
 ]
@@ -82,85 +89,92 @@ def export_marker(content_hash: str, tombstone: bool) -> str:
     return f"{_TOMBSTONE_PREFIX}{content_hash}" if tombstone else content_hash
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    key: str  # Person.externalId or Activity.activityId
-    content_hash: str
-    exported_hash: str | None = None
-    tombstone: bool = False
-    start_time: datetime | None = None  # activities: for the LOK period of a first run
-    participant_ids: tuple[str, ...] = ()  # activities
-    payload: Any = None  # whatever the adapter wants back (the stored row, a model...)
+class Tracked(Protocol):
+    """A stored record as the selection sees it: its id and its export state."""
 
     @property
-    def marker(self) -> str:
-        return export_marker(self.content_hash, self.tombstone)
+    def record_id(self) -> str: ...  # Person.externalId or Activity.activityId
+    @property
+    def content_hash(self) -> str: ...
+    @property
+    def exported_hash(self) -> str | None: ...
+    @property
+    def tombstone(self) -> bool: ...  # person: the member left; activity: deleted
+
+
+class TrackedActivity(Tracked, Protocol):
+    """An activity adds what a full load and the referenced persons need."""
 
     @property
-    def pending(self) -> bool:
-        return self.exported_hash != self.marker
+    def start_time(self) -> datetime | None: ...  # for the LOK period of a full load
+    @property
+    def participant_ids(self) -> tuple[str, ...]: ...
+
+
+def current_marker(record: Tracked) -> str:
+    """The export marker of the record's current state: its ``exported_hash`` once it is sent."""
+    return export_marker(record.content_hash, record.tombstone)
+
+
+def is_pending(record: Tracked) -> bool:
+    """Whether the record's current state has not been sent yet."""
+    return record.exported_hash != current_marker(record)
 
 
 @dataclass(slots=True)
-class Selection:
-    persons: list[StoredRecord] = field(default_factory=list)  # send as Update (tombstone → IsActive=false)
-    activities: list[StoredRecord] = field(default_factory=list)  # send as Insert
-    deleted_activities: list[StoredRecord] = field(default_factory=list)  # send as Delete
-    referenced_person_ids: set[str] = field(default_factory=set)  # participants to include, not selected
-    first_run: bool = False
+class Selection[P: Tracked, A: TrackedActivity]:
+    """What one run sends. The core fills ``persons``, ``activities`` and ``deletes``; the adapter
+    adds what only it can read: ``referenced_persons`` (the :meth:`referenced_person_ids`) and the
+    ``dirty_markers`` to clear once every file is on the server."""
+
+    full_load: bool
+    persons: list[P] = field(default_factory=list)  # send as Update (tombstone → IsActive=false)
+    activities: list[A] = field(default_factory=list)  # send as Insert
+    deletes: list[A] = field(default_factory=list)  # send as Delete
+    referenced_persons: list[P] = field(default_factory=list)  # unchanged, named by the activities
+    dirty_markers: list[tuple[str, str]] = field(default_factory=list)  # adapter: (RowKey, ETag)
 
     @property
     def empty(self) -> bool:
-        return not (self.persons or self.activities or self.deleted_activities)
+        return not (self.persons or self.activities or self.deletes)
 
-    def markers(self) -> list[tuple[Literal["person", "activity"], str, str]]:
-        """``(kind, key, marker)`` to store as exported_hash after the whole run is uploaded."""
-        out: list[tuple[Literal["person", "activity"], str, str]] = [("person", r.key, r.marker) for r in self.persons]
-        out += [("activity", r.key, r.marker) for r in self.activities]
-        out += [("activity", r.key, r.marker) for r in self.deleted_activities]
-        return out
+    def all_persons(self) -> list[P]:
+        """Every person the run's files hold: the selected and the referenced ones."""
+        return self.persons + self.referenced_persons
 
-
-def _local_date(dt: datetime, tz: str) -> date:
-    from zoneinfo import ZoneInfo
-
-    if dt.tzinfo is None:
-        raise ValueError("activity start_time must be timezone-aware")
-    return dt.astimezone(ZoneInfo(tz)).date()
+    def referenced_person_ids(self) -> set[str]:
+        """Participants of the selected activities that are not selected persons themselves."""
+        selected = {p.record_id for p in self.persons}
+        return {pid for a in self.activities for pid in a.participant_ids if pid not in selected}
 
 
-def select_changes(
-    persons: Iterable[StoredRecord],
-    activities: Iterable[StoredRecord],
+def select_changes[P: Tracked, A: TrackedActivity](
+    persons: Iterable[P],
+    activities: Iterable[A],
     *,
-    first_run: bool,
+    full_load: bool,
     today: date,
-    timezone_name: str = "Europe/Stockholm",
-) -> Selection:
-    """Decide what one run sends (see the module docstring)."""
-    sel = Selection(first_run=first_run)
+    timezone_name: str = SWEDISH_TIMEZONE,
+) -> Selection[P, A]:
+    """Decide what one run sends (see the module docstring); input order is kept."""
+    sel: Selection[P, A] = Selection(full_load=full_load)
     for p in persons:
         if p.tombstone and p.exported_hash is None:
             continue  # never sent: nothing to mark inactive
-        if first_run or p.pending:
+        if full_load or is_pending(p):
             sel.persons.append(p)
-    period = lok_period(today)
+    first, last = lok_period(today)
     for a in activities:
         if a.tombstone:
             if a.exported_hash is None:
                 continue  # never sent: nothing to delete
-            if a.pending:
-                sel.deleted_activities.append(a)
+            if is_pending(a):
+                sel.deletes.append(a)
             continue
-        if first_run:
-            if a.start_time is None or not period[0] <= _local_date(a.start_time, timezone_name) <= period[1]:
+        if full_load:
+            if a.start_time is None or not first <= local_date(a.start_time, timezone_name) <= last:
                 continue
             sel.activities.append(a)
-        elif a.pending:
+        elif is_pending(a):
             sel.activities.append(a)
-    selected = {p.key for p in sel.persons}
-    for a in sel.activities:
-        for pid in a.participant_ids:
-            if pid not in selected:
-                sel.referenced_person_ids.add(pid)
     return sel

@@ -23,7 +23,7 @@ participant level (the participant is not counted; listed in ``excludedParticipa
 Interpretations (documented, unconfirmed): leaders are not counted as participants (pass
 ``count_leaders=True`` to count those aged 7–25); activities are processed in start-time order
 and only an eligible activity uses up a participant's day and week; days and weeks are in
-Europe/Stockholm time.
+Swedish time (``timezone_name``, :data:`shared.idrott.clock.SWEDISH_TIMEZONE` by default).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from shared.idrott.clock import SWEDISH_TIMEZONE
 from shared.idrott.elements import MEETING_TYPES
 
 __all__ = ["RULES", "prognose", "prognosis_for"]
@@ -70,7 +71,7 @@ def prognose(
     persons: Mapping[str, Any] | Callable[[str], Any],
     *,
     count_leaders: bool = False,
-    timezone_name: str = "Europe/Stockholm",
+    timezone_name: str = SWEDISH_TIMEZONE,
 ) -> list[dict[str, Any]]:
     """Prognosis for each activity (deleted activities are skipped), in input order.
 

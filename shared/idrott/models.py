@@ -191,8 +191,10 @@ class SportMembership(_Model):
 
 
 class Person(_Model):
-    """One member. ``personnummer`` is normalised to ``YYYYMMDD-XXXX``; without it the person is
-    foreign and needs ``birthDate`` and ``nationality`` (not ``SE``)."""
+    """One member as intake accepts it (the API's JSON, validated; with the ``replacesExternalId``
+    instruction, never stored). ``personnummer`` is normalised to ``YYYYMMDD-XXXX``; without it the
+    person is foreign and needs ``birthDate`` and ``nationality`` (not ``SE``). Stored, it is a
+    ``shared.idrott.rows.StoredPerson``; written, a ``shared.idrott.xmlrecords.PersonRecord``."""
 
     external_id: ExternalId
     personnummer: str | None = Field(None, repr=False)  # personal data: kept out of repr()
@@ -371,8 +373,9 @@ def _worst_case() -> tuple[int, int, Any, Any]:
     """``(file overhead, largest Person element, worst-case header, lxml.etree)``."""
     from lxml import etree
 
-    from shared.idrott import elements as E
-    from shared.idrott.xmlwriter import _PLACEHOLDER_COUNT, PersonRecord, RunHeader, _header_bytes, _person_element
+    from shared.idrott import elements
+    from shared.idrott.xmlrecords import PersonRecord, RunHeader, header_bytes, person_element
+    from shared.idrott.xmlwriter import PLACEHOLDER_COUNT
 
     header = RunHeader(
         application_id="a" * 64,
@@ -385,10 +388,16 @@ def _worst_case() -> tuple[int, int, Any, Any]:
         export_contacts=True,
     )
     # what write_run counts for a file: header (placeholder counts), the section tags, the end
-    overhead = len(_header_bytes(header, _PLACEHOLDER_COUNT, _PLACEHOLDER_COUNT)) + sum(
-        len(t) for t in (f"<{E.PERSONS}>", f"</{E.PERSONS}>", f"<{E.ACTIVITIES}>", f"</{E.ACTIVITIES}>")
+    overhead = len(header_bytes(header, PLACEHOLDER_COUNT, PLACEHOLDER_COUNT)) + sum(
+        len(t)
+        for t in (
+            f"<{elements.PERSONS}>",
+            f"</{elements.PERSONS}>",
+            f"<{elements.ACTIVITIES}>",
+            f"</{elements.ACTIVITIES}>",
+        )
     )
-    overhead += len(f"</{E.IMPORT}>\n")
+    overhead += len(f"</{elements.IMPORT}>\n")
     amp = "&"
     worst = Person.model_validate(
         {
@@ -413,7 +422,7 @@ def _worst_case() -> tuple[int, int, Any, Any]:
             "changedAt": "2020-01-01T00:00:00+00:00",
         }
     )
-    person_el = _person_element(PersonRecord.from_model(worst), header, etree)
+    person_el = person_element(PersonRecord.from_model(worst), header, etree)
     return overhead, len(etree.tostring(person_el, encoding="UTF-8")), header, etree
 
 
@@ -430,12 +439,14 @@ def person_size_bound() -> int:
 
 def _activity_sizes(activity: Activity) -> tuple[int, int]:
     """``(Activity element bytes, of which its Participant elements)``, measured exactly."""
-    from shared.idrott import elements as E
-    from shared.idrott.xmlwriter import ActivityRecord, _activity_element
+    from shared.idrott import elements
+    from shared.idrott.xmlrecords import ActivityRecord, activity_element
 
     _, _, header, etree = _worst_case()
-    el = _activity_element(ActivityRecord.from_model(activity), header, etree)
-    parts = sum(len(etree.tostring(p, encoding="UTF-8")) for p in el.iterfind(f"{E.PARTICIPANTS}/{E.PARTICIPANT}"))
+    el = activity_element(ActivityRecord.from_model(activity), header, etree)
+    parts = sum(
+        len(etree.tostring(p, encoding="UTF-8")) for p in el.iterfind(f"{elements.PARTICIPANTS}/{elements.PARTICIPANT}")
+    )
     return len(etree.tostring(el, encoding="UTF-8")), parts
 
 

@@ -73,12 +73,12 @@ def luhn_valid(ten_digits: str) -> bool:
 
 
 def _today(today: date | None) -> date:
+    """``today``, or today in Sweden (:mod:`shared.idrott.clock`)."""
     if today is not None:
         return today
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
+    from shared.idrott.clock import local_date, utc_now
 
-    return datetime.now(ZoneInfo("Europe/Stockholm")).date()
+    return local_date(utc_now())
 
 
 def _real_date(year: int, month: int, day: int, *, allow_samordningsnummer: bool) -> date:
@@ -95,7 +95,8 @@ def _real_date(year: int, month: int, day: int, *, allow_samordningsnummer: bool
 
 
 def normalize_personnummer(raw: str, *, today: date | None = None, allow_samordningsnummer: bool = True) -> str:
-    """Return ``YYYYMMDD-XXXX`` (13 chars) or raise :class:`InvalidPersonnummer`."""
+    """Return ``YYYYMMDD-XXXX`` (13 chars) or raise :class:`InvalidPersonnummer`. ``today`` decides
+    the century of a 10-digit number (``None``: today in Sweden)."""
     if not isinstance(raw, str):
         raise InvalidPersonnummer("personnummer must be a string")
     if _WS_RE.search(raw):

@@ -1,5 +1,8 @@
 """Streaming writer of IdrottOnline import files (file model v1), split under a size limit.
 
+What each record becomes in XML is :mod:`shared.idrott.xmlrecords`; this module decides which
+file it goes into.
+
 Memory stays flat as the club grows: records are consumed one at a time from iterables and
 written with ``lxml.etree.xmlfile`` into two spool files on disk (one for ``Person`` elements,
 one for ``Activity`` elements). What is held in memory is the set of person ids already in the
@@ -24,8 +27,8 @@ a header with a 6-digit placeholder count, an upper bound, so the real file is n
 :class:`RecordTooLarge` / :class:`UnresolvedParticipant` / the element's ``ValueError``. With it,
 such a unit (a person, or an activity with the participants it needs) is rolled back, reported
 as ``on_skip(kind, record_id, exc)`` and left out; the run goes on with the next unit, so one bad
-record never holds back the others. :func:`single_record_documents` splits a written file into
-one-record documents, so a caller can find which records an XSD refusal is about.
+record never holds back the others. :func:`shared.idrott.xsd.single_record_documents` splits a
+written file into one-record documents, so a caller can find which records an XSD refusal is about.
 
 lxml is imported inside the functions (cold start).
 """
@@ -35,43 +38,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from shared.idrott import elements as E
+from shared.idrott import elements
+from shared.idrott.xmlrecords import RunHeader, activity_element, file_name, header_bytes, person_element
 
 if TYPE_CHECKING:  # pragma: no cover
     from lxml.etree import xmlfile
     from lxml.etree._serializer import _IncrementalFileWriter  # a name of the stubs only
 
-    from shared.idrott.models import Activity, ClubExportInfo, Person
-
 __all__ = [
-    "ActivityRecord",
-    "ContactRecord",
+    "PLACEHOLDER_COUNT",
     "FileInfo",
-    "ParticipantRecord",
-    "PersonRecord",
     "RecordTooLarge",
-    "RunHeader",
-    "SingleRecord",
-    "SportRecord",
     "UnresolvedParticipant",
-    "file_name",
-    "format_datetime",
-    "single_record_documents",
     "write_run",
     "write_run_to_dir",
 ]
 
-_UTC = UTC
-_PLACEHOLDER_COUNT = 999_999  # widest FileSequence/FileCount we reserve room for
+#: Widest FileSequence/FileCount we reserve room for: the header is measured with it while writing.
+PLACEHOLDER_COUNT = 999_999
 _COPY_CHUNK = 1 << 20
 
 
@@ -86,142 +76,6 @@ class UnresolvedParticipant(ValueError):
         super().__init__(f"activity {activity_id}: participant {person_id} does not resolve to a person")
         self.activity_id = activity_id
         self.person_id = person_id
-
-
-# --- records ----------------------------------------------------------------------------------
-# The writer duck-types its inputs: the pydantic models of shared.idrott.models work as well as
-# these light records (same attribute names). Records use less memory and are what the adapter
-# builds from stored rows.
-
-
-@dataclass(frozen=True, slots=True)
-class SportRecord:
-    sport_id: int
-    is_active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRecord:
-    email: str | None = None
-    mobile_phone: str | None = None
-    street: str | None = None
-    co_address: str | None = None
-    postal_code: str | None = None
-    city: str | None = None
-    country_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PersonRecord:
-    external_id: str
-    first_name: str
-    last_name: str
-    gender: str  # "male" | "female"
-    birth_date: date
-    sports: tuple[SportRecord, ...]
-    personnummer: str | None = field(default=None, repr=False)  # normalised YYYYMMDD-XXXX
-    nationality: str | None = None
-    contact: ContactRecord | None = None
-    member_since: date | None = None
-    created_at: datetime | None = None
-    changed_at: datetime | None = None
-
-    @classmethod
-    def from_model(cls, p: Person, *, left: bool = False) -> PersonRecord:
-        """From a validated :class:`Person`; ``left=True`` (member left the club) exports every
-        sport with ``IsActive=false``."""
-        c = p.contact
-        return cls(
-            external_id=p.external_id,
-            first_name=p.first_name,
-            last_name=p.last_name,
-            gender=p.gender,
-            birth_date=p.birth_date,  # type: ignore[arg-type]  # always set after validation
-            sports=tuple(SportRecord(s.sport_id, s.is_active and not left) for s in p.sports),
-            personnummer=p.personnummer,
-            nationality=p.nationality,
-            contact=None if c is None else ContactRecord(**c.model_dump()),
-            member_since=p.member_since,
-            created_at=p.created_at,
-            changed_at=p.changed_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantRecord:
-    person_id: str
-    leader: bool = False
-    disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityRecord:
-    activity_id: str
-    type_id: int | None = None
-    name: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    sport_id: int | None = None
-    venue_name: str | None = None
-    participants: tuple[ParticipantRecord, ...] = ()
-    description: str | None = None
-    deleted: bool = False  # exported as OptionType=Delete with ActivityId + OrganisationNumber only
-
-    @classmethod
-    def delete(cls, activity_id: str) -> ActivityRecord:
-        return cls(activity_id=activity_id, deleted=True)
-
-    @classmethod
-    def from_model(cls, a: Activity) -> ActivityRecord:
-        return cls(
-            activity_id=a.activity_id,
-            type_id=a.type_id,
-            name=a.name,
-            description=a.description,
-            start_time=a.start_time,
-            end_time=a.end_time,
-            sport_id=a.sport_id,
-            venue_name=a.venue_name,
-            participants=tuple(ParticipantRecord(p.person_id, p.leader, p.disabled) for p in a.participants),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RunHeader:
-    """Per-run values of the file header (same in every file of the run but the sequence)."""
-
-    application_id: str
-    organisation_guid: str
-    organisation_number: str  # club organisationsnummer NNNNNN-NNNN
-    rf_association_number: str  # RF föreningsnummer (file name only)
-    club_id: str  # ExternalOrganisationIdentification
-    batch_id: str
-    created_at: datetime  # aware; the run's start
-    export_contacts: bool = False
-    #: Optional attempt tag in the file names (``[0-9a-z]{1,16}``): makes the names of one attempt
-    #: differ from every other attempt's, even within the same second.
-    name_tag: str | None = None
-
-    @classmethod
-    def for_club(
-        cls,
-        club: ClubExportInfo,
-        *,
-        batch_id: str | None = None,
-        created_at: datetime | None = None,
-        name_tag: str | None = None,
-    ) -> RunHeader:
-        return cls(
-            application_id=club.application_id,
-            organisation_guid=club.organisation_guid,
-            organisation_number=club.organisation_number,
-            rf_association_number=club.rf_association_number,
-            club_id=club.club_id,
-            batch_id=batch_id or str(uuid.uuid4()),
-            created_at=(created_at or datetime.now(_UTC)).replace(microsecond=0),
-            export_contacts=club.export_contacts,
-            name_tag=name_tag,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,128 +96,6 @@ PersonLookup = Callable[[str], Any] | Mapping[str, Any]
 #: (:class:`RecordTooLarge`, :class:`UnresolvedParticipant`, or the ``ValueError`` building the
 #: element raised, e.g. lxml refusing a text). Other exceptions (a writer bug) still fail the run.
 SkipHandler = Callable[[str, str, Exception], None]
-_NAME_TAG = re.compile(r"[0-9a-z]{1,16}")
-
-
-# --- formatting -------------------------------------------------------------------------------
-
-
-def format_datetime(dt: datetime) -> str:
-    """UTC ``yyyy-MM-ddTHH:mm:ss`` without zone designator; naive datetimes are refused."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError("naive datetime: IdrottOnline times must be timezone-aware before conversion to UTC")
-    return dt.astimezone(_UTC).replace(tzinfo=None, microsecond=0).isoformat()
-
-
-def file_name(header: RunHeader, sequence: int, count: int) -> str:
-    """``<ApplicationId>_<RF-föreningsnummer>_<yyyyMMddTHHmmssZ>[_<tag>]_<seq>of<count>.xml``
-    (``_<tag>`` when the header has a ``name_tag``)."""
-    ts = header.created_at.astimezone(_UTC).strftime("%Y%m%dT%H%M%SZ")
-    tag = ""
-    if header.name_tag is not None:
-        if not _NAME_TAG.fullmatch(header.name_tag):
-            raise ValueError("name_tag must be 1-16 of 0-9 a-z")
-        tag = f"_{header.name_tag}"
-    return f"{header.application_id}_{header.rf_association_number}_{ts}{tag}_{sequence}of{count}.xml"
-
-
-def _b(v: bool) -> str:
-    return E.TRUE if v else E.FALSE
-
-
-def _header_bytes(header: RunHeader, sequence: int, count: int) -> bytes:
-    from lxml import etree
-
-    root = etree.Element(E.IMPORT, {E.ATTR_VERSION: E.FORMAT_VERSION})
-    se = etree.SubElement
-    se(root, E.APPLICATION_ID).text = header.application_id
-    se(root, E.ORGANISATION_GUID).text = header.organisation_guid
-    se(root, E.ORGANISATION_IDENTITY_NUMBER).text = header.organisation_number
-    se(root, E.BATCH_ID).text = header.batch_id
-    se(root, E.FILE_SEQUENCE).text = str(sequence)
-    se(root, E.FILE_COUNT).text = str(count)
-    se(root, E.CREATED_AT).text = format_datetime(header.created_at)
-    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
-    closing = f"</{E.IMPORT}>".encode()
-    assert body.endswith(closing)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body[: -len(closing)]
-
-
-def _person_element(p: Any, header: RunHeader, etree: Any) -> Any:
-    se = etree.SubElement
-    el = etree.Element(E.PERSON)
-    se(el, E.EXTERNAL_IDENTIFICATION).text = p.external_id
-    se(el, E.OPTION_TYPE).text = E.OPTION_UPDATE
-    if p.created_at is not None:
-        se(el, E.CREATE_DATE).text = format_datetime(p.created_at)
-    if p.changed_at is not None:
-        se(el, E.CHANGE_DATE).text = format_datetime(p.changed_at)
-    if p.personnummer is not None:
-        se(el, E.PERSONAL_IDENTITY_NUMBER).text = p.personnummer
-    se(el, E.BIRTH_DATE).text = p.birth_date.isoformat()
-    se(el, E.FIRST_NAME).text = p.first_name
-    se(el, E.LAST_NAME).text = p.last_name
-    se(el, E.GENDER).text = p.gender
-    if p.nationality is not None:
-        se(el, E.NATIONALITY).text = p.nationality
-    c = p.contact
-    if header.export_contacts and c is not None:
-        values = (
-            (E.EMAIL, c.email),
-            (E.MOBILE_PHONE, c.mobile_phone),
-            (E.STREET, c.street),
-            (E.CO_ADDRESS, c.co_address),
-            (E.POSTAL_CODE, c.postal_code),
-            (E.CITY, c.city),
-            (E.COUNTRY_CODE, c.country_code),
-        )
-        if any(v is not None for _, v in values):
-            ce = se(el, E.CONTACT)
-            for tag, v in values:
-                if v is not None:
-                    se(ce, tag).text = v
-    orgs = se(el, E.ORGANISATIONS)
-    org = se(orgs, E.ORGANISATION)
-    se(org, E.OPTION_TYPE).text = E.OPTION_UPDATE
-    se(org, E.EXTERNAL_ORGANISATION_IDENTIFICATION).text = header.club_id
-    se(org, E.ORGANISATION_IDENTITY_NUMBER).text = header.organisation_number
-    if p.member_since is not None:
-        se(org, E.MEMBER_SINCE).text = p.member_since.isoformat()
-    sports = se(org, E.SPORTS)
-    for s in p.sports:
-        sp = se(sports, E.SPORT)
-        se(sp, E.OPTION_TYPE).text = E.OPTION_UPDATE
-        se(sp, E.SPORT_ID).text = str(s.sport_id)
-        se(sp, E.IS_ACTIVE).text = _b(s.is_active)
-    return el
-
-
-def _activity_element(a: Any, header: RunHeader, etree: Any) -> Any:
-    se = etree.SubElement
-    el = etree.Element(E.ACTIVITY)
-    se(el, E.ACTIVITY_ID).text = a.activity_id
-    if getattr(a, "deleted", False):
-        se(el, E.OPTION_TYPE).text = E.OPTION_DELETE
-        se(el, E.ORGANISATION_NUMBER).text = header.organisation_number
-        return el
-    se(el, E.OPTION_TYPE).text = E.OPTION_INSERT
-    se(el, E.TYPE_ID).text = str(a.type_id)
-    se(el, E.NAME).text = a.name
-    if a.description is not None:
-        se(el, E.DESCRIPTION).text = a.description
-    se(el, E.START_TIME).text = format_datetime(a.start_time)
-    se(el, E.END_TIME).text = format_datetime(a.end_time)
-    se(el, E.ORGANISATION_NUMBER).text = header.organisation_number
-    se(el, E.SPORT_ID).text = str(a.sport_id)
-    se(se(el, E.VENUE), E.VENUE_NAME).text = a.venue_name
-    parts = se(el, E.PARTICIPANTS)
-    for p in a.participants:
-        pe = se(parts, E.PARTICIPANT)
-        se(pe, E.PERSON_ID).text = p.person_id
-        se(pe, E.LEADER).text = _b(p.leader)
-        se(pe, E.DISABLED).text = _b(p.disabled)
-        se(pe, E.ATTENDANCE_STATUS).text = E.ATTENDANCE_ATTENDANT
-    return el
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -462,15 +194,17 @@ def write_run(
     from lxml import etree
 
     lookup = _resolver(person_lookup)
-    header_upper = len(_header_bytes(header, _PLACEHOLDER_COUNT, _PLACEHOLDER_COUNT))
-    fixed = header_upper + len(f"</{E.PERSONS}>") + len(f"</{E.ACTIVITIES}>") + len(f"</{E.IMPORT}>\n")
+    header_upper = len(header_bytes(header, PLACEHOLDER_COUNT, PLACEHOLDER_COUNT))
+    fixed = (
+        header_upper + len(f"</{elements.PERSONS}>") + len(f"</{elements.ACTIVITIES}>") + len(f"</{elements.IMPORT}>\n")
+    )
     if fixed >= max_file_bytes:
         raise RecordTooLarge(f"max_file_bytes={max_file_bytes} leaves no room after the header")
 
     plans: list[_Plan] = []
     with tempfile.TemporaryFile(dir=temp_dir) as pspool, tempfile.TemporaryFile(dir=temp_dir) as aspool:
-        psec = _Section(pspool, E.PERSONS)
-        asec = _Section(aspool, E.ACTIVITIES)
+        psec = _Section(pspool, elements.PERSONS)
+        asec = _Section(aspool, elements.ACTIVITIES)
         state: dict[str, Any] = {"plan": None, "ids": set()}
 
         def start_file() -> None:
@@ -494,8 +228,8 @@ def write_run(
             plan: _Plan = state["plan"]
             # every element is built before anything is written: a record the writer cannot
             # express (a ValueError from lxml) leaves the spool files untouched
-            elements = [_person_element(p, header, etree) for p in unit_persons]
-            act_el = None if activity is None else _activity_element(activity, header, etree)
+            elements = [person_element(p, header, etree) for p in unit_persons]
+            act_el = None if activity is None else activity_element(activity, header, etree)
             p0, a0 = psec.mark(), asec.mark()
             for el in elements:
                 psec.write(el)
@@ -616,7 +350,7 @@ def _assemble(
     total = 0
     out = open_file(plan.sequence)
     try:
-        head = _header_bytes(header, plan.sequence, count)
+        head = header_bytes(header, plan.sequence, count)
         out.write(head)
         h.update(head)
         total += len(head)
@@ -624,7 +358,7 @@ def _assemble(
             total += _copy_range(pspool, plan.p_range, out, h)
         if plan.activities or plan.deletes:
             total += _copy_range(aspool, plan.a_range, out, h)
-        tail = f"</{E.IMPORT}>\n".encode()
+        tail = f"</{elements.IMPORT}>\n".encode()
         out.write(tail)
         h.update(tail)
         total += len(tail)
@@ -675,58 +409,3 @@ def write_run_to_dir(
     for info in infos:
         os.replace(names[info.sequence], os.path.join(directory, info.name))
     return infos
-
-
-@dataclass(frozen=True, slots=True)
-class SingleRecord:
-    kind: str  # "person" | "activity"
-    record_id: str | None  # ExternalIdentification / ActivityId (None when the element has none)
-    refers_to: tuple[str, ...]  # an activity's PersonIds
-    document: bytes  # the file's header + this record (+ the persons an activity refers to)
-
-
-def single_record_documents(source: str | os.PathLike[str] | bytes) -> tuple[bytes, list[SingleRecord]]:
-    """Split an import file into one-record documents with the file's own header.
-
-    Returns ``(header_only, records)``: ``header_only`` is the file without
-    ``Persons``/``Activities``; each :class:`SingleRecord` document is the header plus one
-    ``Person``, or one ``Activity`` with the file's ``Person`` elements it refers to (the XSD
-    resolves every ``PersonId`` in the same file). Validating them one by one tells which records
-    a refusal of the whole file is about. Parsing is safe (no entities, no network).
-    """
-    from copy import deepcopy
-
-    from lxml import etree
-
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    if isinstance(source, (bytes, bytearray)):
-        root = etree.fromstring(bytes(source), parser)
-    else:
-        root = etree.parse(os.fspath(source), parser).getroot()
-    bare = deepcopy(root)
-    for section in list(bare):
-        if section.tag in (E.PERSONS, E.ACTIVITIES):
-            bare.remove(section)
-
-    def document(persons: Sequence[Any], activity: Any | None) -> bytes:
-        doc = deepcopy(bare)
-        if persons:
-            ps = etree.SubElement(doc, E.PERSONS)
-            for el in persons:
-                ps.append(deepcopy(el))
-        if activity is not None:
-            etree.SubElement(doc, E.ACTIVITIES).append(deepcopy(activity))
-        return etree.tostring(doc, encoding="UTF-8", xml_declaration=True)
-
-    by_id: dict[str, Any] = {}
-    out: list[SingleRecord] = []
-    for el in root.iterfind(f"{E.PERSONS}/{E.PERSON}"):
-        pid = el.findtext(E.EXTERNAL_IDENTIFICATION)
-        if pid is not None:
-            by_id.setdefault(pid, el)
-        out.append(SingleRecord("person", pid, (), document([el], None)))
-    for el in root.iterfind(f"{E.ACTIVITIES}/{E.ACTIVITY}"):
-        refs = tuple(dict.fromkeys(t for t in (p.text for p in el.iter(E.PERSON_ID)) if t is not None))
-        needed = [by_id[r] for r in refs if r in by_id]
-        out.append(SingleRecord("activity", el.findtext(E.ACTIVITY_ID), refs, document(needed, el)))
-    return etree.tostring(bare, encoding="UTF-8", xml_declaration=True), out

@@ -5,20 +5,30 @@
 element names and values; personnummer patterns are never echoed by our own checks).
 The compiled schema is cached for the process (reset hook via ``shared.lifecycle`` when present).
 The whole file is parsed (bounded by IDROTTONLINE_MAX_FILE_BYTES, not by the club size).
-lxml is imported on first use.
+lxml is imported on first use. :func:`single_record_documents` takes a refused file apart into
+one-record documents, so validating them one by one tells which records the refusal is about.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.idrott import elements as E
+from shared.idrott import elements
 from shared.lifecycle import on_reset
 
-__all__ = ["InvalidExportFile", "reset_schema_cache", "schema_path", "validate_file"]
+__all__ = [
+    "InvalidExportFile",
+    "SingleRecord",
+    "reset_schema_cache",
+    "schema_path",
+    "single_record_documents",
+    "validate_file",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "import_v1.xsd"
 
@@ -73,32 +83,89 @@ def validate_file(path_or_bytes: str | os.PathLike[str] | bytes) -> None:
 
 def _semantic_errors(root: Any) -> list[str]:
     errors: list[str] = []
-    seq = int(root.findtext(E.FILE_SEQUENCE))
-    count = int(root.findtext(E.FILE_COUNT))
+    seq = int(root.findtext(elements.FILE_SEQUENCE))
+    count = int(root.findtext(elements.FILE_COUNT))
     if seq > count:
-        errors.append(f"{E.FILE_SEQUENCE} {seq} is greater than {E.FILE_COUNT} {count}")
-    for person in root.iterfind(f"{E.PERSONS}/{E.PERSON}"):
-        if person.find(E.PERSONAL_IDENTITY_NUMBER) is None:
-            nat = person.findtext(E.NATIONALITY)
-            pid = person.findtext(E.EXTERNAL_IDENTIFICATION)
+        errors.append(f"{elements.FILE_SEQUENCE} {seq} is greater than {elements.FILE_COUNT} {count}")
+    for person in root.iterfind(f"{elements.PERSONS}/{elements.PERSON}"):
+        if person.find(elements.PERSONAL_IDENTITY_NUMBER) is None:
+            nat = person.findtext(elements.NATIONALITY)
+            pid = person.findtext(elements.EXTERNAL_IDENTIFICATION)
             if nat is None:
                 errors.append(
-                    f"line {person.sourceline}: person {pid}: {E.NATIONALITY} required without {E.PERSONAL_IDENTITY_NUMBER}"
+                    f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} required without {elements.PERSONAL_IDENTITY_NUMBER}"
                 )
             elif nat == "SE":
                 errors.append(
-                    f"line {person.sourceline}: person {pid}: {E.NATIONALITY} SE needs a {E.PERSONAL_IDENTITY_NUMBER}"
+                    f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} SE needs a {elements.PERSONAL_IDENTITY_NUMBER}"
                 )
-    for act in root.iterfind(f"{E.ACTIVITIES}/{E.ACTIVITY}"):
-        option = act.findtext(E.OPTION_TYPE)
-        is_short = act.find(E.TYPE_ID) is None
-        aid = act.findtext(E.ACTIVITY_ID)
-        if option == E.OPTION_DELETE and not is_short:
+    for act in root.iterfind(f"{elements.ACTIVITIES}/{elements.ACTIVITY}"):
+        option = act.findtext(elements.OPTION_TYPE)
+        is_short = act.find(elements.TYPE_ID) is None
+        aid = act.findtext(elements.ACTIVITY_ID)
+        if option == elements.OPTION_DELETE and not is_short:
             errors.append(
-                f"line {act.sourceline}: activity {aid}: a Delete carries only {E.ACTIVITY_ID}, {E.OPTION_TYPE}, {E.ORGANISATION_NUMBER}"
+                f"line {act.sourceline}: activity {aid}: a Delete carries only {elements.ACTIVITY_ID}, {elements.OPTION_TYPE}, {elements.ORGANISATION_NUMBER}"
             )
-        elif option == E.OPTION_INSERT and is_short:
+        elif option == elements.OPTION_INSERT and is_short:
             errors.append(f"line {act.sourceline}: activity {aid}: an Insert needs the whole activity")
-        elif not is_short and act.findtext(E.END_TIME) <= act.findtext(E.START_TIME):
-            errors.append(f"line {act.sourceline}: activity {aid}: {E.END_TIME} must be after {E.START_TIME}")
+        elif not is_short and act.findtext(elements.END_TIME) <= act.findtext(elements.START_TIME):
+            errors.append(
+                f"line {act.sourceline}: activity {aid}: {elements.END_TIME} must be after {elements.START_TIME}"
+            )
     return errors
+
+
+@dataclass(frozen=True, slots=True)
+class SingleRecord:
+    kind: str  # "person" | "activity"
+    record_id: str | None  # ExternalIdentification / ActivityId (None when the element has none)
+    refers_to: tuple[str, ...]  # an activity's PersonIds
+    document: bytes  # the file's header + this record (+ the persons an activity refers to)
+
+
+def single_record_documents(source: str | os.PathLike[str] | bytes) -> tuple[bytes, list[SingleRecord]]:
+    """Split an import file into one-record documents with the file's own header.
+
+    Returns ``(header_only, records)``: ``header_only`` is the file without
+    ``Persons``/``Activities``; each :class:`SingleRecord` document is the header plus one
+    ``Person``, or one ``Activity`` with the file's ``Person`` elements it refers to (the XSD
+    resolves every ``PersonId`` in the same file). Validating them one by one tells which records
+    a refusal of the whole file is about. Parsing is safe (no entities, no network).
+    """
+    from copy import deepcopy
+
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    if isinstance(source, (bytes, bytearray)):
+        root = etree.fromstring(bytes(source), parser)
+    else:
+        root = etree.parse(os.fspath(source), parser).getroot()
+    bare = deepcopy(root)
+    for section in list(bare):
+        if section.tag in (elements.PERSONS, elements.ACTIVITIES):
+            bare.remove(section)
+
+    def document(persons: Sequence[Any], activity: Any | None) -> bytes:
+        doc = deepcopy(bare)
+        if persons:
+            ps = etree.SubElement(doc, elements.PERSONS)
+            for el in persons:
+                ps.append(deepcopy(el))
+        if activity is not None:
+            etree.SubElement(doc, elements.ACTIVITIES).append(deepcopy(activity))
+        return etree.tostring(doc, encoding="UTF-8", xml_declaration=True)
+
+    by_id: dict[str, Any] = {}
+    out: list[SingleRecord] = []
+    for el in root.iterfind(f"{elements.PERSONS}/{elements.PERSON}"):
+        pid = el.findtext(elements.EXTERNAL_IDENTIFICATION)
+        if pid is not None:
+            by_id.setdefault(pid, el)
+        out.append(SingleRecord("person", pid, (), document([el], None)))
+    for el in root.iterfind(f"{elements.ACTIVITIES}/{elements.ACTIVITY}"):
+        refs = tuple(dict.fromkeys(t for t in (p.text for p in el.iter(elements.PERSON_ID)) if t is not None))
+        needed = [by_id[r] for r in refs if r in by_id]
+        out.append(SingleRecord("activity", el.findtext(elements.ACTIVITY_ID), refs, document(needed, el)))
+    return etree.tostring(bare, encoding="UTF-8", xml_declaration=True), out
