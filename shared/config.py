@@ -138,7 +138,10 @@ class Settings(BaseSettings):
 
 
 class MissingSetting(RuntimeError):
-    """A setting needed for this operation is not configured (raised on use, never at import)."""
+    """A setting needed for this operation is not configured (raised on use, never at import).
+
+    An HTTP handler answers 503 ``not-configured`` naming it; the queue trigger raises (the
+    message is redelivered) and an export run fails (the map: ``shared.problems``)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"missing configuration: {name}")

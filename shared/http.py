@@ -3,6 +3,8 @@
 ``functions/_glue.py`` converts ``azure.functions.HttpRequest`` into :class:`ApiRequest`, calls
 :func:`dispatch`, and converts the :class:`ApiResponse` back. Keeping this module free of
 ``azure.functions`` lets handlers in ``shared/`` be tested and reused without the host.
+:func:`dispatch` is where an exception leaving a handler becomes its answer; the whole map of
+exceptions to answers is the docstring of :mod:`shared.problems`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, bad_reque
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: ``Retry-After`` (seconds) of the 503 answered when Table Storage is unavailable
+#: (``TransientStorageError``). By then the adapter has already retried the call twice (backoff up
+#: to 2 s); throttling ("server busy") and brief outages clear within seconds, and a client that
+#: waits this long before retrying neither gives up early nor adds load to a recovering account.
+STORAGE_RETRY_AFTER_SECONDS = 5
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1  # Edm.Int64
 #: Integer parameter text: ``[negatives allowed]`` → pattern. ``[0-9]`` is ASCII (``\d`` is not);
 #: ``fullmatch`` leaves no room for a trailing newline (``$`` would).
@@ -90,12 +97,12 @@ class ApiRequest:
     def json_body(self, model: type[M] | None = None) -> M | Any:
         """Parse the JSON body and, with ``model``, validate it (400 / 422 problems)."""
         if len(self.body) > MAX_BODY_BYTES:
-            raise Problem(413, "Content Too Large", f"Body exceeds {MAX_BODY_BYTES} bytes.", "too-large")
+            raise Problem(413, "Content Too Large", f"Body exceeds {MAX_BODY_BYTES} bytes.", type_slug="too-large")
         if not self.body or not self.body.strip():
             raise bad_request("A JSON body is required.", slug="malformed-json")
         ctype = (self.header("content-type") or "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", "text/json", "") and not ctype.endswith("+json"):
-            raise Problem(415, "Unsupported Media Type", "Send application/json.", "unsupported-media-type")
+            raise Problem(415, "Unsupported Media Type", "Send application/json.", type_slug="unsupported-media-type")
         from shared import jsonsafe
 
         try:
@@ -154,9 +161,14 @@ Handler = Callable[[ApiRequest], Any]
 def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
     """Run ``handler`` and map every outcome to a response; never lets an exception escape.
 
-    Settings and pydantic are imported only when an exception needs them (both are already
-    loaded whenever a handler could have raised theirs), so a handler that needs neither, such as
-    the liveness probe, runs without loading them on a cold start.
+    :class:`Problem` → itself; ``MissingSetting`` → 503 ``not-configured``;
+    ``TransientStorageError`` → 503 ``storage-unavailable`` with ``Retry-After``; pydantic's
+    ``ValidationError`` → 422; anything else → a logged 500 without internals.
+
+    Settings, the storage adapter and pydantic are imported only when an exception needs them
+    (each is already loaded whenever a handler could have raised its exception; none of them
+    imports an Azure SDK), so a handler that needs none, such as the liveness probe, runs without
+    loading them on a cold start.
     """
     from shared.logs import log_context
 
@@ -172,12 +184,28 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
             from pydantic import ValidationError
 
             from shared.config import MissingSetting
+            from shared.tables import TransientStorageError
 
             if isinstance(exc, MissingSetting):
                 log.error("configuration missing: %s", exc.name)
                 return problem_response(
                     Problem(
-                        503, "Service Unavailable", f"The service is not configured: {exc.name}.", "not-configured"
+                        503,
+                        "Service Unavailable",
+                        f"The service is not configured: {exc.name}.",
+                        type_slug="not-configured",
+                    ),
+                    instance,
+                )
+            if isinstance(exc, TransientStorageError):
+                log.warning("storage unavailable in %s: %s", req.function_name or instance, exc)
+                return problem_response(
+                    Problem(
+                        503,
+                        "Service Unavailable",
+                        "Storage is temporarily unavailable; try again later.",
+                        type_slug="storage-unavailable",
+                        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
                     ),
                     instance,
                 )
@@ -189,7 +217,7 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
                     500,
                     "Internal Server Error",
                     "An unexpected error occurred.",
-                    "internal",
+                    type_slug="internal",
                     extra={"invocationId": req.invocation_id} if req.invocation_id else {},
                 ),
                 instance,

@@ -22,6 +22,9 @@ CACHE_SECONDS = 300.0
 
 
 class SecretNotFound(LookupError):
+    """No secret of that name (or an empty one). Callers translate it into their own error
+    (``MissingSetting``, ``SftpSecretMissing``); the map is in ``shared.problems``."""
+
     def __init__(self, name: str) -> None:
         super().__init__(f"secret not found: {name}")
         self.name = name

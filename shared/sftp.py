@@ -45,8 +45,9 @@ KEEPALIVE_SECONDS = 15
 PART_SUFFIX = ".part"
 
 
-class SftpError(RuntimeError):
-    """Base class. ``transient`` says whether a later attempt may succeed."""
+class SftpError(Exception):
+    """Base class of every way an upload fails. ``transient`` says whether a later attempt may
+    succeed. What each class becomes (an export run's ``errorCode``): ``shared.problems``."""
 
     transient = False
 
@@ -68,6 +69,8 @@ class SftpRefused(SftpError):
 
 
 class SftpTransientError(SftpError):
+    """The connection failed or dropped (or a size check failed): reconnect and try again."""
+
     transient = True
 
 
@@ -83,8 +86,12 @@ class _CallerFailed(Exception):
         self.error = error
 
 
-class InvalidHostKey(ValueError):
-    """A pinned host key string that does not parse as ``<type> <base64>``."""
+class InvalidHostKey(SftpError, ValueError):
+    """A pinned host key string that does not parse as ``<type> <base64>``.
+
+    An :class:`SftpError` (an upload with it fails, as ``upload_files`` promises, with an
+    ``SftpError``) and a ``ValueError`` (the club registry's validators reject the value with it).
+    """
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ PURE_CORE = (
     "shared/idrott/delta.py",
     "shared/idrott/lok.py",
     "shared/idrott/xmlwriter.py",
+    "shared/idrott/xmlrecords.py",
+    "shared/idrott/clock.py",
+    "shared/jsonsafe.py",
+    "shared/textsize.py",
+    "shared/tables_contract.py",
 )
 #: The queue's pure modules (shared/nif/queue/__init__.py marks envelope, entities and merge as
 #: pure; journal only builds rows from an envelope). Listed only if present.
@@ -39,6 +44,8 @@ PURE_QUEUE = (
     "shared/nif/queue/entities.py",
     "shared/nif/queue/merge.py",
     "shared/nif/queue/journal.py",
+    "shared/nif/queue/rows.py",
+    "shared/nif/queue/links.py",
 )
 FORBIDDEN_IN_CORE = ("azure", "httpx", "paramiko", "asyncssh")
 #: Heavy libraries the pure core may use, but only imported inside the function that needs them.

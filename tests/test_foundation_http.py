@@ -33,7 +33,7 @@ def test_problem_shape_with_nif_code_and_field_paths() -> None:
         422,
         "Unprocessable Content",
         "bad",
-        "nif-validation",
+        type_slug="nif-validation",
         nif_code=1010,
         errors=[FieldError("person.email", "required", 1010)],
     )

@@ -40,6 +40,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared import lifecycle
 from shared.config import MissingSetting, Settings, get_settings
+from shared.logs import redact, register_secret
 from shared.nif import lenient_json
 from shared.nif.errors import NifContractError, NifError, NifRejected, NifTimeout, NifUnavailable
 from shared.nif.models import Country, NifMembershipResponse, OrgStructure, Sport, TokenInfo, TokenResponse
@@ -148,10 +149,6 @@ def public_nif_message(message: str | None) -> str | None:
         return None
     if not text.isprintable():
         return None
-    try:
-        from shared.logs import redact
-    except ImportError:  # pragma: no cover - foundation not present
-        return None
     return text if redact(text) == text else None
 
 
@@ -256,7 +253,7 @@ class NifClient:
             raise MissingSetting("NIF_SUBSCRIPTION_KEY")
         self._settings = settings
         self._key = settings.NIF_SUBSCRIPTION_KEY.get_secret_value()
-        _register_secret(self._key)
+        register_secret(self._key)
         self.mode = settings.NIF_TOKEN_MODE
         self._secret_store = secret_store
         self._clock = clock
@@ -317,7 +314,7 @@ class NifClient:
     def _obtain_token(self, club_id: int) -> CachedToken:
         token = self._static_token(club_id) if self.mode == "static" else self._fetch_token(club_id)
         if not _JWT_SHAPE.match(token):
-            _register_secret(token)  # JWTs are redacted by shape; anything else by value
+            register_secret(token)  # JWTs are redacted by shape; anything else by value
         now = self._clock()
         exp = plausible_expiry(jwt_expiry(token), now)
         margin = float(self._settings.NIF_TOKEN_REFRESH_MARGIN_SECONDS)
@@ -531,14 +528,6 @@ def _error_from(resp: httpx.Response) -> NifError:
     if code is None and status not in (400, 404, 409, 422):
         return NifUnavailable(f"NIF answered HTTP {status}", status=status)
     return NifRejected(rejection_message(status, code, message if structured else None), status=status, nif_code=code)
-
-
-def _register_secret(value: str) -> None:
-    try:
-        from shared.logs import register_secret
-    except ImportError:  # pragma: no cover - foundation not present
-        return
-    register_secret(value)
 
 
 # --- process-wide instance ------------------------------------------------------------------------
