@@ -162,8 +162,9 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
     """Run ``handler`` and map every outcome to a response; never lets an exception escape.
 
     :class:`Problem` → itself; ``MissingSetting`` → 503 ``not-configured``;
-    ``TransientStorageError`` → 503 ``storage-unavailable`` with ``Retry-After``; pydantic's
-    ``ValidationError`` → 422; anything else → a logged 500 without internals.
+    ``TransientStorageError`` → 503 ``storage-unavailable`` with ``Retry-After``; invalid
+    Settings → 503 ``not-configured`` naming the settings only; pydantic's ``ValidationError``
+    → 422; anything else → a logged 500 without internals.
 
     Settings, the storage adapter and pydantic are imported only when an exception needs them
     (each is already loaded whenever a handler could have raised its exception; none of them
@@ -206,6 +207,20 @@ def dispatch(handler: Handler, req: ApiRequest) -> ApiResponse:
                         "Storage is temporarily unavailable; try again later.",
                         type_slug="storage-unavailable",
                         headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
+                    ),
+                    instance,
+                )
+            if isinstance(exc, ValidationError) and exc.title == "Settings":
+                # the app's configuration is invalid, not the request: name the settings, never
+                # their values (a value may be a secret), and answer as for a missing one
+                names = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
+                log.error("configuration invalid: %s", ", ".join(names))
+                return problem_response(
+                    Problem(
+                        503,
+                        "Service Unavailable",
+                        f"The service is misconfigured: {', '.join(names)}.",
+                        type_slug="not-configured",
                     ),
                     instance,
                 )

@@ -234,3 +234,15 @@ def test_problem_type_slug_is_keyword_only() -> None:
         Problem(409, "Conflict", "locked", "export-locked")  # type: ignore[misc]
     p = Problem(409, "Conflict", "locked", type_slug="export-locked")
     assert p.type == PROBLEM_TYPE_BASE + "export-locked" and str(p) == "locked"
+
+
+def test_invalid_settings_are_a_503_that_names_them_without_their_values(app_host, env) -> None:
+    """An invalid app setting is the operator's fault, not the caller's: 503 not-configured naming
+    the setting, and its value (which may be a secret) appears nowhere in the answer."""
+    env.set(LOCAL_TIMEZONE="Nowhere/Secretville", DATA_TABLES_CONNECTION=None)
+    res = app_host.request("GET", "/api/nif/clubs/19428/token")
+    body = res.get_body().decode()
+    assert res.status_code == 503, body
+    problem = json.loads(body)
+    assert problem["type"].endswith("not-configured") and "LOCAL_TIMEZONE" in problem["detail"]
+    assert "Secretville" not in body
