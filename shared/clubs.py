@@ -14,12 +14,16 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from shared.idrott.personnummer import luhn_valid  # organisationsnummer uses the same Luhn check
+
+if TYPE_CHECKING:
+    from shared.sftp import SftpTarget
+    from shared.tables_contract import StorageTable
 
 TABLE = "Clubs"
 PARTITION = "club"
@@ -144,7 +148,7 @@ class Club(ClubIn):
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
-    def sftp_target(self, remote_dir_default: str = "."):
+    def sftp_target(self, remote_dir_default: str = ".") -> SftpTarget:
         """The ``shared.sftp.SftpTarget`` for this club (imports nothing heavy)."""
         from shared.sftp import SftpTarget  # lazy: paramiko
 
@@ -162,7 +166,7 @@ class Club(ClubIn):
 _FIELDS = [name for name in Club.model_fields if name not in ("club_id",)]
 
 
-def _table():
+def _table() -> StorageTable:
     from shared.tables import get_table_store
 
     return get_table_store().table(TABLE)

@@ -12,6 +12,7 @@ holds that class and, unless they name their own, its subclasses::
     ├── Problem                      shared.problems
     ├── StorageError                 shared.tables
     │   ├── TransientStorageError
+    │   │   └── ConflictRetriesExhausted shared.nif.queue.apply
     │   └── Conflict
     ├── NifError                     shared.nif.errors
     │   ├── NifUnavailable
@@ -28,8 +29,7 @@ holds that class and, unless they name their own, its subclasses::
     │   └── SftpDeadlineExceeded
     ├── _CallerFailed                shared.sftp
     ├── RuntimeError
-    │   ├── MissingSetting           shared.config
-    │   └── ConflictRetriesExhausted shared.nif.queue.apply
+    │   └── MissingSetting           shared.config
     ├── LookupError
     │   └── SecretNotFound           shared.secrets
     └── ValueError
@@ -65,6 +65,8 @@ failed run with 502 ``export-failed`` carrying the ``errorCode``; ``GET …/expo
                              (``shared.http.STORAGE_RETRY_AFTER_SECONDS``). Queue: retry.
                              Export: run failed, ``storage-unavailable``; the timer fails if it
                              cannot list the clubs.
+    ConflictRetriesExhausted   Queue only: retry, as a transient storage error (a row kept
+                               changing under concurrent writers).
     Conflict                 HTTP 500 ``internal`` (handlers that expect a race catch it).
                              Queue: retry. Export: run failed, ``storage-unavailable``.
     NifError                 Never raised itself; raised by the NIF client, which only HTTP
@@ -89,7 +91,6 @@ failed run with 502 ``export-failed`` carrying the ``errorCode``; ``GET …/expo
     MissingSetting           HTTP 503 ``not-configured``, naming the setting. Queue: retry.
                              Export: run failed, ``internal-error``; the timer fails if it cannot
                              list the clubs.
-    ConflictRetriesExhausted Queue: retry (a row kept changing under concurrent writers).
     SecretNotFound           Translated where a secret is read: the NIF client raises
                              :class:`MissingSetting` (503 ``not-configured``), the SFTP adapter
                              :class:`SftpSecretMissing`.

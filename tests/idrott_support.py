@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 SFTP_PASSWORD = "Sftp-pass-for-tests-9"
 ORGNR = "802000-0009"  # Luhn-valid organisationsnummer (fictitious)
@@ -102,3 +103,47 @@ def sftp_server(root: Path) -> Iterator:
 
 def xml_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.xml"))
+
+
+def still_pending(records) -> set[tuple[str, str]]:
+    """The records a club's next run sends again, as ``("person" | "activity", id)``: what a delta
+    run selects (:meth:`ClubRecords.select`), which reads only the records still marked dirty.
+    Also checks that every dirty marker left (``counts()["pendingChanges"]``) is one of them."""
+    sel = records.select(full_load=False, today=datetime.now(UTC).date())
+    out = {("person", p.external_id) for p in sel.persons}
+    out |= {("activity", a.activity_id) for a in sel.activities + sel.deletes}
+    assert records.counts()["pendingChanges"] == len(out), "a dirty marker that names nothing to send"
+    return out
+
+
+# ---- reading export files: assert on elements, not on the text -----------------------------------
+def xml_root(source: Path | str | bytes) -> Any:
+    """An export file parsed (lxml): a file on the SFTP server, or a preview's ``xml`` text."""
+    from lxml import etree
+
+    if isinstance(source, Path):
+        source = source.read_bytes()
+    elif isinstance(source, str):
+        source = source.encode("utf-8")  # the text declares its encoding: parse it as bytes
+    return etree.fromstring(source)
+
+
+def persons_by_id(root: Any) -> dict[str, Any]:
+    """The file's ``Persons/Person`` elements by ExternalIdentification, in file order."""
+    persons = root.findall("Persons/Person")
+    by_id = {p.findtext("ExternalIdentification"): p for p in persons}
+    assert len(by_id) == len(persons), "a person twice in one file"
+    return by_id
+
+
+def activities_by_id(root: Any) -> dict[str, Any]:
+    """The file's ``Activities/Activity`` elements by ActivityId, in file order."""
+    activities = root.findall("Activities/Activity")
+    by_id = {a.findtext("ActivityId"): a for a in activities}
+    assert len(by_id) == len(activities), "an activity twice in one file"
+    return by_id
+
+
+def participant_ids(element: Any) -> list[str]:
+    """PersonId of every participant under ``element`` (one activity, or a whole file)."""
+    return [pid.text for pid in element.iterfind(".//Participants/Participant/PersonId")]

@@ -1,23 +1,23 @@
-"""Helpers for the queue tests: fixtures from tests/events/queue, messages built as the worker
-builds them (``azure.functions.servicebus.ServiceBusMessage``), a local host over the queue and
-mirror functions."""
+"""Helpers for the queue tests: messages built as the worker builds them
+(``azure.functions.servicebus.ServiceBusMessage``) from the events in tests/events/queue
+(``tests.support.load_event("queue/…")``), and what the queue stored, read back through the
+queue modules' own keys and readers."""
 
 from __future__ import annotations
 
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
-EVENTS = Path(__file__).parent / "events" / "queue"
+from shared.nif.queue import entities as E
+from shared.nif.queue.envelope import RawMessage
+from shared.nif.queue.journal import needs_overflow, raw_from_journal
+from shared.nif.queue.links import merge_row
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def load(name: str) -> Any:
-    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
 
 def body_bytes(item: dict[str, Any]) -> bytes:
@@ -58,11 +58,6 @@ def messages(items: list[dict[str, Any]], start: int = 1) -> list[ServiceBusMess
     return [sb_message(item, seq) for seq, item in zip(itertools.count(start), items)]
 
 
-def queue_app_host(app_host: Any) -> Any:
-    """The session host (kept as a name so the queue tests read the same)."""
-    return app_host
-
-
 def projection_snapshot(store: Any, tables: list[str]) -> dict[str, dict]:
     """Rows of ``tables`` without ETags/timestamps (comparable across stores)."""
     out = {}
@@ -74,17 +69,28 @@ def projection_snapshot(store: Any, tables: list[str]) -> dict[str, dict]:
     return out
 
 
-import pytest
+def projection_row(store: Any, entity: str, object_id: int) -> dict[str, Any] | None:
+    """The projection row of a known entity's object (``None`` if absent), found by its id alone
+    as the queue finds it (``entities.row_keys``)."""
+    pk, rk = E.row_keys(entity, True, object_id)
+    return store.table(E.PROJECTION_TABLES[entity]).get(pk, rk)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_sdk_http_log():
-    """The SDK's INFO header dumps carry random request ids (UUIDs) that the log guard's
-    personnummer pattern sometimes matches (e.g. ``de056486-0243``): not our log lines."""
-    import logging
+def journaled(store: Any) -> list[RawMessage]:
+    """Every journaled message, read back as it was delivered (body and properties whole, however
+    the journal stored them), in journal order."""
+    overflow = store.table(E.JOURNAL_OVERFLOW_TABLE)
+    out = []
+    for row in store.table(E.JOURNAL_TABLE).query():
+        extra = None
+        if needs_overflow(row):  # as shared.nif.queue.rebuild reads it
+            extra = overflow.query(partition_key=f"{row['PartitionKey']}-{row['RowKey']}")
+        out.append(raw_from_journal(row, extra))
+    return out
 
-    lg = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
-    old = lg.level
-    lg.setLevel(logging.WARNING)
-    yield
-    lg.setLevel(old)
+
+def merge_map(store: Any, kind: str) -> dict[int, int]:
+    """One kind of the merge map (``"person"``, ``"membership"``, ``"activeMembership"``): each
+    merged-away id and the id it was merged into, read where ``links.merge_row`` writes that kind."""
+    partition = merge_row(kind, 0, 0)["PartitionKey"]
+    return {r["OldId"]: r["SurvivorId"] for r in store.table(E.MERGE_TABLE).query(partition_key=partition)}

@@ -10,19 +10,17 @@ import pytest
 from shared import sftp
 from tests.idrott_support import (
     SFTP_PASSWORD,
+    activities_by_id,
     activity,
     club_body,
     person,
+    persons_by_id,
     sftp_server,
     xml_files,
+    xml_root,
 )
 
 BASE = "/api/idrottonline/clubs"
-
-
-@pytest.fixture(scope="module")
-def host(app_host):
-    return app_host
 
 
 @pytest.fixture
@@ -45,13 +43,13 @@ def _put_club(host, srv, club_id="c1", **kw):
 
 
 # ---- bindings ------------------------------------------------------------------------------------
-def test_bindings(host):
-    timer = host.functions["idrott_export_timer"].trigger
+def test_bindings(app_host):
+    timer = app_host.functions["idrott_export_timer"].trigger
     assert timer["schedule"] == "%IDROTTONLINE_EXPORT_SCHEDULE%"
     assert timer.get("runOnStartup") in (False, None) and timer.get("useMonitor") is True
     routes = {
         (r.route, m): r.auth_level
-        for r in host.routes
+        for r in app_host.routes
         for m in r.methods
         if r.route.startswith(("clubs", "idrottonline"))
     }
@@ -79,27 +77,31 @@ def test_openapi_lists_the_routes():
 
 
 # ---- the whole story -----------------------------------------------------------------------------
-def test_end_to_end_intake_preview_export_delta(host, srv, sensitive, caplog):
+def test_end_to_end_intake_preview_export_delta(app_host, srv, sensitive, caplog):
     from azure.functions.timer import TimerRequest
 
-    club = _put_club(host, srv)
+    club = _put_club(app_host, srv)
     assert club["country"] == "SE" and club["sftpPasswordSecret"] == "sftp-password-test"
     assert SFTP_PASSWORD not in json.dumps(club)
     persons = [person(f"m{i}", serial=10 + i, female=bool(i % 2)) for i in range(4)]
     persons.append(person("coach", year=1985, serial=5, first="Kim"))
     sensitive.add(*(p["personnummer"] for p in persons))
-    res = host.request("PUT", f"{BASE}/c1/persons", json_body=persons)
+    res = app_host.request("PUT", f"{BASE}/c1/persons", json_body=persons)
     assert res.status_code == 200, res.get_body()
     assert _json(res)["stored"] == 5
     acts = [activity("t1", [f"m{i}" for i in range(4)], leader="coach"), activity("t2", ["m0"], minutes=30)]
-    res = host.request("PUT", f"{BASE}/c1/activities", json_body=acts)
+    res = app_host.request("PUT", f"{BASE}/c1/activities", json_body=acts)
     assert res.status_code == 200, res.get_body()
 
-    res = host.request("GET", f"{BASE}/c1/export/preview")
+    res = app_host.request("GET", f"{BASE}/c1/export/preview")
     assert res.status_code == 200, res.get_body()
     pv = _json(res)
     assert pv["fullLoad"] and pv["persons"] == 5 and pv["activities"] == 2
-    assert '<Import Version="1">' in pv["files"][0]["xml"]
+    (preview_file,) = pv["files"]
+    root = xml_root(preview_file["xml"])
+    assert root.tag == "Import" and root.get("Version") == "1"
+    assert set(persons_by_id(root)) == {"coach", "m0", "m1", "m2", "m3"}
+    assert set(activities_by_id(root)) == {"t1", "t2"}
     prog = {a["activityId"]: a for a in pv["lokPrognosis"]["activities"]}
     assert pv["lokPrognosis"]["advisory"] is True
     assert prog["t1"]["eligible"] is True
@@ -108,64 +110,66 @@ def test_end_to_end_intake_preview_export_delta(host, srv, sensitive, caplog):
     assert xml_files(srv.root) == []  # the preview sends nothing
 
     # the nightly timer exports every enabled SE club
-    host.invoke("idrott_export_timer", timer=TimerRequest(past_due=False))
+    app_host.invoke("idrott_export_timer", timer=TimerRequest(past_due=False))
     first = xml_files(srv.root)
     assert len(first) == 1
     assert first[0].name.startswith("idrettsbro_12345_") and first[0].name.endswith("_1of1.xml")
-    text = first[0].read_text()
-    assert text.count("<Person>") == 5 and text.count("<Activity>") == 2
+    root = xml_root(first[0])
+    assert set(persons_by_id(root)) == {"coach", "m0", "m1", "m2", "m3"}
+    assert set(activities_by_id(root)) == {"t1", "t2"}
 
     # one person changes → the next run sends only that person
     changed = dict(persons[2], firstName="Maja")
-    assert host.request("PUT", f"{BASE}/c1/persons", json_body=[changed]).status_code == 200
-    assert host.request("PUT", f"{BASE}/c1/persons", json_body=[persons[1]]).status_code == 200  # unchanged
+    assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=[changed]).status_code == 200
+    assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=[persons[1]]).status_code == 200  # unchanged
     caplog.set_level(logging.INFO)
-    host.invoke("idrott_export_timer", timer=TimerRequest(past_due=True))
+    app_host.invoke("idrott_export_timer", timer=TimerRequest(past_due=True))
     assert "past due" in caplog.text
     second = [f for f in xml_files(srv.root) if f not in first]
     assert len(second) == 1
-    text2 = second[0].read_text()
-    assert text2.count("<Person>") == 1 and "<FirstName>Maja</FirstName>" in text2
-    assert "<Activities>" not in text2
+    root2 = xml_root(second[0])
+    persons2 = persons_by_id(root2)
+    assert list(persons2) == ["m2"] and persons2["m2"].findtext("FirstName") == "Maja"
+    assert root2.find("Activities") is None
 
-    runs = _json(host.request("GET", f"{BASE}/c1/exports"))["runs"]
+    runs = _json(app_host.request("GET", f"{BASE}/c1/exports"))["runs"]
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[0]["persons"] == 1 and runs[1]["persons"] == 5 and runs[1]["fullLoad"]
     assert runs[0]["files"][0]["sha256"] and runs[0]["files"][0]["size"] == second[0].stat().st_size
 
     # member leaves, activity deleted, manual run (admin)
-    assert host.request("DELETE", f"{BASE}/c1/persons/m3").status_code == 200
-    assert host.request("DELETE", f"{BASE}/c1/activities/t2").status_code == 200
-    assert host.request("POST", f"{BASE}/c1/export").status_code == 401  # function key is not enough
-    res = host.request("POST", f"{BASE}/c1/export", key="master")
+    assert app_host.request("DELETE", f"{BASE}/c1/persons/m3").status_code == 200
+    assert app_host.request("DELETE", f"{BASE}/c1/activities/t2").status_code == 200
+    assert app_host.request("POST", f"{BASE}/c1/export").status_code == 401  # function key is not enough
+    res = app_host.request("POST", f"{BASE}/c1/export", key="master")
     assert res.status_code == 200, res.get_body()
     run = _json(res)
     assert (run["persons"], run["deletes"]) == (1, 1)
-    res = host.request("POST", f"{BASE}/c1/export", key="master")
+    res = app_host.request("POST", f"{BASE}/c1/export", key="master")
     assert _json(res)["status"] == "empty"
 
 
-def test_manual_export_failure_is_502_and_in_ledger(host, srv, tmp_path):
+def test_manual_export_failure_is_502_and_in_ledger(app_host, srv, tmp_path):
     from devtools.sftp_server import SftpServer
 
     body = club_body(srv)
     body["sftpHostKey"] = SftpServer(tmp_path / "o").host_key_line
-    assert host.request("PUT", "/api/clubs/c1", json_body=body, key="master").status_code == 201
-    host.request("PUT", f"{BASE}/c1/persons", json_body=[person("a", serial=3)])
-    res = host.request("POST", f"{BASE}/c1/export", key="master")
+    assert app_host.request("PUT", "/api/clubs/c1", json_body=body, key="master").status_code == 201
+    app_host.request("PUT", f"{BASE}/c1/persons", json_body=[person("a", serial=3)])
+    res = app_host.request("POST", f"{BASE}/c1/export", key="master")
     assert res.status_code == 502
     p = _json(res)
     assert p["batchId"] and p["errorCode"] == "sftp-host-key-rejected" and "host key" in p["detail"]
     assert "HostKeyRejected" in p["run"]["errorDetail"]  # an admin-level answer
-    runs = _json(host.request("GET", f"{BASE}/c1/exports"))["runs"]
+    runs = _json(app_host.request("GET", f"{BASE}/c1/exports"))["runs"]
     assert runs[0]["status"] == "failed" and runs[0]["errorCode"] == "sftp-host-key-rejected"
-    full = _json(host.request("GET", f"{BASE}/c1/exports/full", key="master"))["runs"]
+    full = _json(app_host.request("GET", f"{BASE}/c1/exports/full", key="master"))["runs"]
     assert "HostKeyRejected" in full[0]["errorDetail"]
 
 
 # ---- intake validation ---------------------------------------------------------------------------
-def test_bulk_partial_validation(host, srv, sensitive):
-    _put_club(host, srv)
+def test_bulk_partial_validation(app_host, srv, sensitive):
+    _put_club(app_host, srv)
     good = person("ok1", serial=3)
     bad_pnr = dict(person("bad1", serial=4), personnummer=good["personnummer"] + " ")  # trailing space
     bad_luhn = dict(
@@ -181,7 +185,7 @@ def test_bulk_partial_validation(host, srv, sensitive):
     dup = person("ok1", serial=3)
     body = [good, bad_pnr, bad_luhn, wrong_gender, foreign_se, foreign_ok, no_sport, dup, "x"]
     sensitive.add(*(p["personnummer"] for p in body if isinstance(p, dict) and p.get("personnummer")))
-    res = host.request("PUT", f"{BASE}/c1/persons", json_body=body)
+    res = app_host.request("PUT", f"{BASE}/c1/persons", json_body=body)
     assert res.status_code == 422
     assert res.headers["Content-Type"].startswith("application/problem+json")
     p = _json(res)
@@ -210,7 +214,7 @@ def test_bulk_partial_validation(host, srv, sensitive):
         {**activity("a4", ["ok1"]), "venueName": " "},
         {**activity("a5", ["ok1"]), "endTime": activity("a5", ["ok1"])["startTime"]},
     ]
-    res = host.request("PUT", f"{BASE}/c1/activities", json_body={"activities": acts})
+    res = app_host.request("PUT", f"{BASE}/c1/activities", json_body={"activities": acts})
     assert res.status_code == 422
     p = _json(res)
     paths = {e["path"] for e in p["errors"]}
@@ -250,11 +254,11 @@ MALFORMED = [
 ]
 
 
-def test_malformed_bodies_never_5xx(host, srv):
-    _put_club(host, srv)
+def test_malformed_bodies_never_5xx(app_host, srv):
+    _put_club(app_host, srv)
     for path in ("persons", "activities"):
         for body in MALFORMED:
-            res = host.request("PUT", f"{BASE}/c1/{path}", body=body, headers={"Content-Type": "application/json"})
+            res = app_host.request("PUT", f"{BASE}/c1/{path}", body=body, headers={"Content-Type": "application/json"})
             assert 400 <= res.status_code < 500, (path, body[:60], res.status_code, res.get_body()[:300])
     for body in MALFORMED[:12] + [
         b'{"country": "SE"}',
@@ -262,30 +266,30 @@ def test_malformed_bodies_never_5xx(host, srv):
         b'{"country": "XX"}',
         b'{"country": "NO", "sftpPort": 70000}',
     ]:
-        res = host.request(
+        res = app_host.request(
             "PUT", "/api/clubs/c2", body=body, key="master", headers={"Content-Type": "application/json"}
         )
         assert 400 <= res.status_code < 500, (body[:60], res.status_code)
 
 
-def test_wrong_club_and_ids(host, srv):
-    assert host.request("PUT", f"{BASE}/nope/persons", json_body=[person("a")]).status_code == 404
-    _put_club(host, srv, "no1") if False else None
-    res = host.request("PUT", "/api/clubs/no1", key="master", json_body={"country": "NO", "nifOrganisationId": 5})
+def test_wrong_club_and_ids(app_host, srv):
+    assert app_host.request("PUT", f"{BASE}/nope/persons", json_body=[person("a")]).status_code == 404
+    _put_club(app_host, srv, "no1") if False else None
+    res = app_host.request("PUT", "/api/clubs/no1", key="master", json_body={"country": "NO", "nifOrganisationId": 5})
     assert res.status_code == 201
-    assert host.request("PUT", f"{BASE}/no1/persons", json_body=[person("a")]).status_code == 409
-    _put_club(host, srv)
-    assert host.request("DELETE", f"{BASE}/c1/persons/unknown").status_code == 404
-    assert host.request("DELETE", f"{BASE}/c1/activities/unknown").status_code == 404
-    assert host.request("GET", f"{BASE}/c1/exports?limit=x").status_code in (400, 422)
-    assert host.request("GET", f"{BASE}/c1/exports", key=None).status_code == 401
-    assert host.request("GET", f"{BASE}/c1/export/preview").status_code == 200  # empty preview
+    assert app_host.request("PUT", f"{BASE}/no1/persons", json_body=[person("a")]).status_code == 409
+    _put_club(app_host, srv)
+    assert app_host.request("DELETE", f"{BASE}/c1/persons/unknown").status_code == 404
+    assert app_host.request("DELETE", f"{BASE}/c1/activities/unknown").status_code == 404
+    assert app_host.request("GET", f"{BASE}/c1/exports?limit=x").status_code in (400, 422)
+    assert app_host.request("GET", f"{BASE}/c1/exports", key=None).status_code == 401
+    assert app_host.request("GET", f"{BASE}/c1/export/preview").status_code == 200  # empty preview
 
 
-def test_club_registry_validation(host, srv):
+def test_club_registry_validation(app_host, srv):
     body = club_body(srv)
-    assert host.request("PUT", "/api/clubs/c1", json_body=body).status_code == 401  # admin only
-    res = host.request(
+    assert app_host.request("PUT", "/api/clubs/c1", json_body=body).status_code == 401  # admin only
+    res = app_host.request(
         "PUT",
         "/api/clubs/c1",
         key="master",
@@ -301,7 +305,7 @@ def test_club_registry_validation(host, srv):
     assert res.status_code == 422
     paths = {e["path"] for e in _json(res)["errors"]}
     assert {"organisationNumber", "sftpHostKey", "rfGuid", "sftpPasswordSecret", "sftpPort"} <= paths
-    res = host.request("PUT", "/api/clubs/c1", key="master", json_body={"country": "SE"})
+    res = app_host.request("PUT", "/api/clubs/c1", key="master", json_body={"country": "SE"})
     paths = {e["path"] for e in _json(res)["errors"]}
     assert {
         "rfForeningsnummer",
@@ -311,12 +315,12 @@ def test_club_registry_validation(host, srv):
         "sftpHostKey",
         "sftpPasswordSecret",
     } <= paths
-    res = host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "clubId": "other"})
+    res = app_host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "clubId": "other"})
     assert res.status_code == 422
-    res = host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "sftpPassword": "x"})
+    res = app_host.request("PUT", "/api/clubs/c1", key="master", json_body={**body, "sftpPassword": "x"})
     assert res.status_code == 422  # unknown field: secret values are never accepted
-    assert host.request("PUT", "/api/clubs/c1", key="master", json_body=body).status_code == 201
-    assert host.request("PUT", "/api/clubs/c1", key="master", json_body=body).status_code == 200
-    got = _json(host.request("GET", "/api/clubs/c1", key="master"))
+    assert app_host.request("PUT", "/api/clubs/c1", key="master", json_body=body).status_code == 201
+    assert app_host.request("PUT", "/api/clubs/c1", key="master", json_body=body).status_code == 200
+    got = _json(app_host.request("GET", "/api/clubs/c1", key="master"))
     assert got["clubId"] == "c1" and got["sftpHostKey"] == srv.host_key_line
-    assert host.request("GET", "/api/clubs/zz", key="master").status_code == 404
+    assert app_host.request("GET", "/api/clubs/zz", key="master").status_code == 404

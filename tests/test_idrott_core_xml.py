@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -116,8 +115,11 @@ def test_single_file_shape_exactly_as_reference():
     infos, files = run([p, mk_person(2)], [mk_activity(1, ["p1", "p2"]), ActivityRecord.delete("old-1")])
     assert len(infos) == 1
     data = files[1]
-    assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<Import Version="1"><ApplicationId>')
+    assert data.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n')  # the declaration, byte for byte
     root = etree.fromstring(data)
+    assert root.getprevious() is None  # nothing between the declaration and the root
+    assert root.tag == "Import" and dict(root.attrib) == {"Version": "1"}
+    assert root.text is None  # compact: no whitespace before the first child
     assert [c.tag for c in root] == [
         "ApplicationId",
         "OrganisationGuid",
@@ -328,46 +330,81 @@ def good_file() -> bytes:
     return files[1]
 
 
+def edited(edit) -> bytes:
+    """The good file with one element-level ``edit(root)`` applied, written out again."""
+    root = etree.fromstring(good_file())
+    validate_file(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))  # unedited: valid
+    edit(root)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def set_text(path: str, text: str):
+    """An edit: the text of the first element at ``path`` (which must be there) becomes ``text``."""
+
+    def edit(root) -> None:
+        el = root.find(path)
+        assert el is not None, path
+        el.text = text
+
+    return edit
+
+
+def remove(path: str):
+    """An edit: the first element at ``path`` (which must be there) is removed."""
+
+    def edit(root) -> None:
+        el = root.find(path)
+        assert el is not None, path
+        el.getparent().remove(el)
+
+    return edit
+
+
+PARTICIPANT = "Activities/Activity/Participants/Participant"
+
+
 @pytest.mark.parametrize(
-    "old,new,needle",
+    "edit,needle",
     [
-        (b'Version="1"', b'Version="2"', "Version"),
-        (b"<PersonId>p2</PersonId>", b"<PersonId>p3</PersonId>", "ParticipantResolves"),
-        (b"<Gender>female</Gender>", b"<Gender>f</Gender>", "Gender"),
-        (b"<IsActive>true</IsActive>", b"<IsActive>1</IsActive>", "IsActive"),
-        (b"<StartTime>2024-03-05T17:00:00", b"<StartTime>2024-03-05T17:00:00Z", "StartTime"),
-        (b"<TypeId>1</TypeId>", b"<TypeId>10</TypeId>", "TypeId"),
-        (b"<FileCount>1</FileCount>", b"<FileCount>0</FileCount>", "FileCount"),
-        (b"<FirstName>Anna</FirstName>", b"<FirstName>Anna </FirstName>", "FirstName"),
-        (b"<VenueName>Hallen &lt;A&gt;</VenueName>", b"", "Venue"),
-        (
-            b"<OptionType>Delete</OptionType><OrganisationNumber>",
-            b"<OptionType>Insert</OptionType><OrganisationNumber>",
-            "Insert needs",
-        ),
-        (b"<Nationality>NO</Nationality>", b"", "Nationality required"),
-        (b"<Nationality>NO</Nationality>", b"<Nationality>SE</Nationality>", "SE needs"),
-        (b"<FileSequence>1</FileSequence>", b"<FileSequence>2</FileSequence>", "greater than"),
-        (b"</Import>", b"", "well-formed"),
+        (lambda root: root.set("Version", "2"), "Version"),
+        (set_text(f"{PARTICIPANT}[PersonId='p2']/PersonId", "p3"), "ParticipantResolves"),
+        (set_text("Persons/Person/Gender", "f"), "Gender"),
+        (set_text(".//Sport/IsActive", "1"), "IsActive"),
+        (set_text("Activities/Activity/StartTime", "2024-03-05T17:00:00Z"), "StartTime"),
+        (set_text("Activities/Activity/TypeId", "10"), "TypeId"),
+        (set_text("FileCount", "0"), "FileCount"),
+        (set_text("Persons/Person/FirstName", "Anna "), "FirstName"),
+        (remove("Activities/Activity/Venue/VenueName"), "Venue"),
+        (set_text("Activities/Activity[OptionType='Delete']/OptionType", "Insert"), "Insert needs"),
+        (remove("Persons/Person/Nationality"), "Nationality required"),
+        (set_text("Persons/Person/Nationality", "SE"), "SE needs"),
+        (set_text("FileSequence", "2"), "greater than"),
     ],
 )
-def test_broken_documents_refused(old, new, needle):
-    data = good_file()
-    assert old in data
+def test_broken_documents_refused(edit, needle):
     with pytest.raises(InvalidExportFile) as exc:
-        validate_file(data.replace(old, new, 1))
+        validate_file(edited(edit))
     assert needle in str(exc.value)
 
 
+def test_truncated_document_refused():
+    data = good_file().rstrip()
+    assert data.endswith(b"</Import>")
+    with pytest.raises(InvalidExportFile, match="well-formed"):
+        validate_file(data.removesuffix(b"</Import>"))
+
+
 def test_personnummer_pattern_in_xsd():
-    data = good_file().replace(
-        b"<BirthDate>", b"<PersonalIdentityNumber>20100101-123 </PersonalIdentityNumber><BirthDate>", 1
-    )
+    def add_number(root) -> None:
+        number = etree.Element("PersonalIdentityNumber")
+        number.text = "20100101-123 "
+        root.find("Persons/Person/BirthDate").addprevious(number)
+
     with pytest.raises(InvalidExportFile, match="PersonalIdentityNumber"):
-        validate_file(data)
+        validate_file(edited(add_number))
 
 
 def test_every_element_name_is_in_the_xsd():
-    xsd = schema_path().read_text(encoding="utf-8")
-    declared = set(re.findall(r'<xs:element name="([A-Za-z]+)"', xsd))
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    declared = {e.get("name") for e in etree.parse(str(schema_path())).iter(f"{xs}element") if e.get("name")}
     assert elements.all_element_names() == declared

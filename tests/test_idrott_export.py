@@ -12,7 +12,18 @@ from shared import sftp
 from shared.idrott import export, ledger, lock, schedule, state
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
-from tests.idrott_support import SFTP_PASSWORD, activity, person, register_club, sftp_server, xml_files
+from tests.idrott_support import (
+    SFTP_PASSWORD,
+    activities_by_id,
+    activity,
+    participant_ids,
+    person,
+    persons_by_id,
+    register_club,
+    sftp_server,
+    xml_files,
+    xml_root,
+)
 from tests.support import run_in_threads
 
 
@@ -66,8 +77,9 @@ def test_delta_sends_only_change_with_referenced_persons(srv):
     rec.upsert_activities([Activity.model_validate(activity("a2", ["p0", "p2"], leader="lead"))])
     r = export.export_club(club)
     assert (r.status, r.persons, r.activities) == ("succeeded", 0, 1)
-    text = max(srv.root.glob("*.xml")).read_text()
-    assert text.count("<Person>") == 3 and "<ActivityId>a2</ActivityId>" in text
+    root = xml_root(max(srv.root.glob("*.xml")))
+    assert set(activities_by_id(root)) == {"a2"}
+    assert set(persons_by_id(root)) == {"p0", "p2", "lead"} == set(participant_ids(root))
 
 
 def test_same_content_again_is_not_resent(srv):
@@ -87,10 +99,13 @@ def test_left_member_and_deleted_activity(srv):
     assert rec.delete_activity("a1")
     r = export.export_club(club)
     assert (r.status, r.persons, r.deletes) == ("succeeded", 1, 1)
-    newest = max(srv.root.glob("*.xml"), key=lambda p: p.stat().st_mtime_ns)
-    text = newest.read_text()
-    assert "<IsActive>false</IsActive>" in text and "<OptionType>Delete</OptionType>" in text
-    assert "<IsActive>true</IsActive>" not in text
+    newest = xml_root(max(srv.root.glob("*.xml"), key=lambda p: p.stat().st_mtime_ns))
+    (left,) = persons_by_id(newest).values()
+    assert left.findtext("ExternalIdentification") == "p2"
+    assert [s.text for s in newest.iter("IsActive")] == ["false"]  # p2's one sport, inactive; nothing else
+    assert [(a.findtext("ActivityId"), a.findtext("OptionType")) for a in activities_by_id(newest).values()] == [
+        ("a1", "Delete")
+    ]
     assert export.export_club(club).status == "empty"
 
 
@@ -214,27 +229,21 @@ def test_concurrent_runs_one_skips(srv, monkeypatch, caplog):
 
 
 def test_lock_expiry_and_takeover(storage):
+    from datetime import datetime, timedelta
+
     ok, _ = lock.acquire_lock("c9", "run-a", 60)
     assert ok
     ok, holder = lock.acquire_lock("c9", "run-b", 60)
     assert not ok and holder.owner == "run-a"
-    table = storage.table(state.STATE_TABLE)
-    row = table.get("c9", "lock")
-    from datetime import datetime, timedelta
-
-    table.upsert(
-        {
-            **{k: v for k, v in row.items() if not k.startswith("_")},
-            "expires_at": datetime.now(UTC) - timedelta(seconds=1),
-        },
-        replace=True,
-    )
-    ok, _ = lock.acquire_lock("c9", "run-b", 60)
+    later = datetime.now(UTC) + timedelta(seconds=61)  # run-a's lock has expired by then
+    ok, _ = lock.acquire_lock("c9", "run-b", 60, now=lambda: later)
     assert ok
     lock.release_lock("c9", "run-a")  # not the owner: no effect
-    assert table.get("c9", "lock")["owner"] == "run-b"
+    ok, holder = lock.acquire_lock("c9", "run-c", 60, now=lambda: later)
+    assert not ok and holder.owner == "run-b"
     lock.release_lock("c9", "run-b")
-    assert table.get("c9", "lock") is None
+    ok, _ = lock.acquire_lock("c9", "run-c", 60, now=lambda: later)
+    assert ok  # released: free for the next run
 
 
 def test_lock_race_exactly_one_winner(storage):

@@ -17,7 +17,20 @@ from shared import sftp
 from shared.idrott import error_codes, export, ledger, state
 from shared.idrott.models import Activity, Participant, Person
 from shared.idrott.store import ClubRecords
-from tests.idrott_support import SFTP_PASSWORD, activity, club_body, person, register_club, sftp_server, xml_files
+from tests.idrott_support import (
+    SFTP_PASSWORD,
+    activities_by_id,
+    activity,
+    club_body,
+    participant_ids,
+    person,
+    persons_by_id,
+    register_club,
+    sftp_server,
+    still_pending,
+    xml_files,
+    xml_root,
+)
 
 BASE = "/api/idrottonline/clubs"
 
@@ -56,8 +69,8 @@ def test_oversized_activity_is_skipped_reported_and_stays_pending(srv, env, capl
     r = export.export_club(club)
     assert r.status == "succeeded", r.error
     assert (r.persons, r.activities) == (60, 1)
-    sent = "".join(f.read_text() for f in xml_files(srv.root))
-    assert "<ActivityId>small</ActivityId>" in sent and "<ActivityId>big</ActivityId>" not in sent
+    files = [xml_root(f) for f in xml_files(srv.root)]
+    assert [a for f in files for a in activities_by_id(f)] == ["small"]  # "big" is not sent
     assert [(s["kind"], s["id"], s["code"]) for s in r.skipped] == [("activity", "big", "record-too-large")]
     assert re.search(
         r"export\.record_skipped club_id=club1 .*kind=activity id='big' code=record-too-large", caplog.text
@@ -65,7 +78,7 @@ def test_oversized_activity_is_skipped_reported_and_stays_pending(srv, env, capl
     # kept pending: never marked exported, its dirty marker survives
     assert rec.get_activity("big").exported_hash is None
     assert rec.get_activity("small").exported_hash is not None
-    assert "D|A|big" in {m["RowKey"] for m in rec.dirty_markers()}
+    assert still_pending(rec) == {("activity", "big")}
     row = ledger.list_runs("club1")[0]
     assert row.status == "succeeded" and [s["id"] for s in row.skipped] == ["big"]
 
@@ -80,20 +93,19 @@ def test_oversized_activity_is_skipped_reported_and_stays_pending(srv, env, capl
     # only the oversized activity is pending: nothing to upload, still reported, still pending
     r3 = export.export_club(club)
     assert r3.status == "empty" and [s["id"] for s in r3.skipped] == ["big"]
-    assert "D|A|big" in {m["RowKey"] for m in rec.dirty_markers()}
+    assert still_pending(rec) == {("activity", "big")}
 
 
 def test_oversized_activity_is_visible_in_preview_and_exports_answers(app_host, srv, env):
-    host = app_host
-    assert host.request("PUT", "/api/clubs/c1", json_body=club_body(srv), key="master").status_code == 201
+    assert app_host.request("PUT", "/api/clubs/c1", json_body=club_body(srv), key="master").status_code == 201
     ppl = [person(f"m{i}", serial=i + 1, female=bool(i % 2)) for i in range(60)]
-    assert host.request("PUT", f"{BASE}/c1/persons", json_body=ppl).status_code == 200
+    assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=ppl).status_code == 200
     acts = [activity("big", [p["externalId"] for p in ppl]), activity("small", ["m0", "m1"])]
-    assert host.request("PUT", f"{BASE}/c1/activities", json_body=acts).status_code == 200
+    assert app_host.request("PUT", f"{BASE}/c1/activities", json_body=acts).status_code == 200
     # stored while the limit allowed it (intake refuses what cannot fit today): then it is lowered
     env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD, IDROTTONLINE_MAX_FILE_BYTES=10_000)
 
-    res = host.request("GET", f"{BASE}/c1/export/preview")
+    res = app_host.request("GET", f"{BASE}/c1/export/preview")
     assert res.status_code == 200, res.get_body()[:500]
     pv = _json(res)
     assert pv["activities"] == 1 and pv["persons"] == 60
@@ -101,10 +113,10 @@ def test_oversized_activity_is_visible_in_preview_and_exports_answers(app_host, 
     assert pv["skipped"][0]["message"]
     assert {a["activityId"] for a in pv["lokPrognosis"]["activities"]} == {"small"}
 
-    res = host.request("POST", f"{BASE}/c1/export", key="master")
+    res = app_host.request("POST", f"{BASE}/c1/export", key="master")
     assert res.status_code == 200, res.get_body()[:500]
     assert [s["id"] for s in _json(res)["skipped"]] == ["big"]
-    runs = _json(host.request("GET", f"{BASE}/c1/exports"))["runs"]
+    runs = _json(app_host.request("GET", f"{BASE}/c1/exports"))["runs"]
     assert runs[0]["status"] == "succeeded" and runs[0]["skippedCount"] == 1
     assert runs[0]["skipped"][0] | {"message": "x"} == {
         "kind": "activity",
@@ -141,8 +153,10 @@ def test_record_the_xsd_refuses_is_skipped_and_the_rest_sent(srv):
     assert skipped[("person", "nl1\n")] == "record-invalid"
     # invalid in its own right (the participant id) or because of the person it needs
     assert skipped[("activity", "needs-bad")] in ("record-invalid", "participant-not-sendable")
-    text = "".join(f.read_text() for f in xml_files(srv.root))
-    assert "<ActivityId>ok</ActivityId>" in text and "needs-bad" not in text and "nl1" not in text
+    files = [xml_root(f) for f in xml_files(srv.root)]  # neither nl1 nor needs-bad, under any name
+    assert {p for f in files for p in persons_by_id(f)} == {"p0", "p1", "p2"}
+    assert [a for f in files for a in activities_by_id(f)] == ["ok"]
+    assert sorted(p for f in files for p in participant_ids(f)) == ["p0", "p1"]
     assert rec.get_person("nl1\n").exported_hash is None
     assert rec.get_activity("needs-bad").exported_hash is None
 
@@ -179,12 +193,13 @@ def test_a_record_the_xsd_refuses_is_found_skipped_and_the_rest_sent(srv, monkey
     }
     assert "Bogus" in r.skipped[0]["detail"]
     assert (r.persons, r.activities) == (3, 1)
-    text = "".join(f.read_text() for f in xml_files(srv.root))
-    assert "<ActivityId>ok</ActivityId>" in text and "with-p1" not in text and "<ExternalIdentification>p1<" not in text
+    files = [xml_root(f) for f in xml_files(srv.root)]  # neither p1 nor with-p1
+    assert {p for f in files for p in persons_by_id(f)} == {"p0", "p2", "p3"}
+    assert [a for f in files for a in activities_by_id(f)] == ["ok"]
+    assert sorted(p for f in files for p in participant_ids(f)) == ["p0", "p2", "p3"]
     assert rec.get_person("p1").exported_hash is None and rec.get_activity("with-p1").exported_hash is None
     assert rec.get_person("p0").exported_hash is not None
-    pending = {m["RowKey"] for m in rec.dirty_markers()}
-    assert pending == {"D|P|p1", "D|A|with-p1"}
+    assert still_pending(rec) == {("person", "p1"), ("activity", "with-p1")}
 
 
 # ---- (6) function-key views: a code and a sentence, never registry details ----------------------------
@@ -196,20 +211,19 @@ def test_a_record_the_xsd_refuses_is_found_skipped_and_the_rest_sent(srv, monkey
     ],
 )
 def test_export_errors_show_function_key_callers_a_code_not_registry_details(app_host, srv, change, code, hidden):
-    host = app_host
     body = {**club_body(srv), **change}
-    assert host.request("PUT", "/api/clubs/c1", json_body=body, key="master").status_code == 201
-    assert host.request("PUT", f"{BASE}/c1/persons", json_body=[person("a", serial=3)]).status_code == 200
+    assert app_host.request("PUT", "/api/clubs/c1", json_body=body, key="master").status_code == 201
+    assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=[person("a", serial=3)]).status_code == 200
     hidden = [*hidden, "127.0.0.1", str(srv.port)]
 
-    res = host.request("POST", f"{BASE}/c1/export", key="master")
+    res = app_host.request("POST", f"{BASE}/c1/export", key="master")
     assert res.status_code == 502
     problem = _json(res)
     assert problem["errorCode"] == code and problem["batchId"]
     assert problem["detail"].endswith(error_codes.ERROR_CODES[code])
     assert not [h for h in hidden if h in problem["detail"]]
 
-    res = host.request("GET", f"{BASE}/c1/exports")
+    res = app_host.request("GET", f"{BASE}/c1/exports")
     assert res.status_code == 200
     run = _json(res)["runs"][0]
     assert (run["status"], run["errorCode"], run["error"]) == ("failed", code, error_codes.ERROR_CODES[code])
@@ -218,12 +232,12 @@ def test_export_errors_show_function_key_callers_a_code_not_registry_details(app
     assert not [h for h in hidden if h in text], text
 
     # the details are for the admin view (master key) only
-    assert host.request("GET", f"{BASE}/c1/exports/full").status_code == 401
-    res = host.request("GET", f"{BASE}/c1/exports/full", key="master")
+    assert app_host.request("GET", f"{BASE}/c1/exports/full").status_code == 401
+    res = app_host.request("GET", f"{BASE}/c1/exports/full", key="master")
     assert res.status_code == 200
     full = _json(res)["runs"][0]
     assert full["errorCode"] == code and all(h in full["errorDetail"] for h in hidden[:1])
-    assert host.request("GET", f"{BASE}/c1/exports/full?limit=0", key="master").status_code in (400, 422)
+    assert app_host.request("GET", f"{BASE}/c1/exports/full?limit=0", key="master").status_code in (400, 422)
 
 
 def test_every_error_code_has_a_sentence_and_legacy_rows_are_not_shown_raw(storage):
@@ -235,18 +249,15 @@ def test_every_error_code_has_a_sentence_and_legacy_rows_are_not_shown_raw(stora
     section = doc.split("## Error codes", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z-]+)`(?: \(record\))? \| ([^|]+) \|", section, re.MULTILINE)
     assert {code: sentence.strip() for code, sentence in rows} == error_codes.ERROR_CODES
-    # a ledger row written before error codes existed
-    runs = ledger.runs_table()
-    started = datetime.now(UTC)
-    runs.upsert(
-        {
-            "PartitionKey": "old",
-            "RowKey": ledger.run_key(started, "b1"),
-            "batch_id": "b1",
-            "status": "failed",
-            "started_at": started,
-            "error": "SftpAuthError: SFTP secret not found: SFTP_PASSWORD_ATK2 sftp-password-atk2-prod",
-        }
+    # a ledger row written before error codes existed: no error_code stored, only the text
+    ledger.save_run(
+        ledger.RunResult(
+            club_id="old",
+            status="failed",
+            batch_id="b1",
+            started_at=datetime.now(UTC),
+            error="SftpAuthError: SFTP secret not found: SFTP_PASSWORD_ATK2 sftp-password-atk2-prod",
+        )
     )
     view = ledger.list_runs("old")[0].to_json()
     assert view["errorCode"] == "sftp-credentials-missing" and "atk2" not in json.dumps(view)

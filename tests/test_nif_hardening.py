@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from devtools.nif_sandbox import NifSandbox
 from shared.nif import mirror
 from shared.nif.queue import entities as E
-from tests.queue_support import _quiet_sdk_http_log, messages  # noqa: F401
+from tests.queue_support import messages
 
 KEY = "hardening-subscription-key-7f3a9c"
 _SEQ = itertools.count(1)

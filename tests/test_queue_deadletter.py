@@ -7,7 +7,8 @@ import json
 import pytest
 
 from shared.nif.queue import entities as E
-from tests.queue_support import _quiet_sdk_http_log, load  # noqa: F401
+from tests.queue_support import journaled, projection_row
+from tests.support import load_event
 
 QUEUE = "nif-entity-changes"
 DLQ = QUEUE + "/$deadletterqueue"
@@ -34,10 +35,10 @@ def test_drain_applies_then_completes(broker, storage, env) -> None:
     from shared.nif.queue.deadletter import drain
     from shared.nif.queue.servicebus import SdkDeadLetterSource
 
-    items = [load(f"TpPerson_{c}.json")[0] for c in ("informational", "added", "modified")]
+    items = [load_event(f"queue/TpPerson_{c}.json")[0] for c in ("informational", "added", "modified")]
     for i, item in enumerate(items):
         _put(broker, item, f"dl-{i}")
-    _put(broker, load("poison.json")["not_json"], "dl-poison")
+    _put(broker, load_event("queue/poison.json")["not_json"], "dl-poison")
     source = SdkDeadLetterSource(broker.connection_string, QUEUE)
     try:
         report = drain(source, wait_seconds=2)
@@ -46,10 +47,8 @@ def test_drain_applies_then_completes(broker, storage, env) -> None:
     assert (report.completed, report.quarantined, report.failed) == (4, 1, 0)
     assert broker.count(DLQ) == 0
     assert [o for _, _, o in broker.settled] == ["accepted"] * 4
-    pk, rk = E.row_keys("TpPerson", True, 8756934)
-    assert storage.table(E.PROJECTION_TABLES["TpPerson"]).get(pk, rk)["data"]["lastName"] == "Dunk-Hansen"
-    journal = list(storage.table(E.JOURNAL_TABLE).query())
-    assert sorted(r["MessageId"] for r in journal) == ["dl-0", "dl-1", "dl-2", "dl-poison"]
+    assert projection_row(storage, "TpPerson", 8756934)["data"]["lastName"] == "Dunk-Hansen"
+    assert sorted(raw.message_id for raw in journaled(storage)) == ["dl-0", "dl-1", "dl-2", "dl-poison"]
     assert len(list(storage.table(E.QUARANTINE_TABLE).query())) == 1
 
 
@@ -58,8 +57,8 @@ def test_failure_leaves_the_message_in_the_dead_letter_queue(broker, storage) ->
     from shared.nif.queue.servicebus import SdkDeadLetterSource
     from shared.tables import TransientStorageError
 
-    _put(broker, load("TpPerson_added.json")[0], "dl-a")
-    _put(broker, load("ToSport_added.json")[0], "dl-b")
+    _put(broker, load_event("queue/TpPerson_added.json")[0], "dl-a")
+    _put(broker, load_event("queue/ToSport_added.json")[0], "dl-b")
 
     class Failing:
         def process(self, raw):
@@ -81,7 +80,7 @@ def test_drain_gets_past_any_message(broker, storage) -> None:
     from shared.nif.queue.deadletter import drain
     from shared.nif.queue.servicebus import SdkDeadLetterSource
 
-    person = load("TpPerson_added.json")[0]
+    person = load_event("queue/TpPerson_added.json")[0]
     props = person["properties"]
     bad = [
         (b'{"x":"\xff"}', props),  # not UTF-8
@@ -91,7 +90,7 @@ def test_drain_gets_past_any_message(broker, storage) -> None:
         (json.dumps(person["body"]).encode(), {**props, "ObjectId": -1}),
         (b"", {**props, "ChangeType": 2}),  # Modified without a body
     ]
-    good = [load(f"ToSport_{c}.json")[0] for c in ("added", "modified")]
+    good = [load_event(f"queue/ToSport_{c}.json")[0] for c in ("added", "modified")]
     _put(broker, good[0], "good-0")
     for i, (body, p) in enumerate(bad):
         broker.put(DLQ, body=body, application_properties=p, message_id=f"bad-{i}")
@@ -105,7 +104,7 @@ def test_drain_gets_past_any_message(broker, storage) -> None:
     assert broker.count(DLQ) == 0
     quarantined = {r["MessageId"] for r in storage.table(E.QUARANTINE_TABLE).query()}
     assert quarantined == {f"bad-{i}" for i in range(len(bad))}
-    assert len(list(storage.table(E.JOURNAL_TABLE).query())) == len(bad) + 2
+    assert len(journaled(storage)) == len(bad) + 2
 
 
 def test_value_bodies_are_kept_as_json() -> None:

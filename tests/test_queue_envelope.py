@@ -15,13 +15,20 @@ from shared.nif.queue.envelope import (
     parse_envelope,
     raw_from_functions,
 )
-from shared.nif.queue.journal import CHUNK, IN_ROW_CHUNKS, TEXT_CHUNK, journal_rows, raw_from_journal
-from tests.queue_support import load, sb_message
+from shared.nif.queue.journal import (
+    SEGMENT_BYTES,
+    SEGMENT_UNITS,
+    journal_keys,
+    journal_rows,
+    raw_from_journal,
+)
+from tests.queue_support import sb_message
+from tests.support import event_names, load_event
 
 
 @pytest.mark.parametrize("props_as", ["native", "str", "bytes"])
 def test_properties_as_the_sdk_delivers_them(props_as: str) -> None:
-    item = load("TpPerson_modified.json")[0]
+    item = load_event("queue/TpPerson_modified.json")[0]
     env = parse_envelope(raw_from_functions(sb_message(item, 5, props_as=props_as)))
     assert env.object_id == 8756934
     assert env.entity == "TpPerson" and env.known
@@ -49,9 +56,9 @@ def test_all_eleven_entities_known_in_both_spellings() -> None:
     assert normalise_entity_name("TpPersonBadge") == ("tppersonbadge", False)
 
 
-@pytest.mark.parametrize("case", list(load("poison.json")))
+@pytest.mark.parametrize("case", list(load_event("queue/poison.json")))
 def test_poison_classification(case: str) -> None:
-    item = load("poison.json")[case]
+    item = load_event("queue/poison.json")[case]
     with pytest.raises(PoisonMessage):
         parse_envelope(raw_from_functions(sb_message(item, 1)))
 
@@ -74,11 +81,9 @@ def test_keys_trimmed_and_unknown_fields_kept() -> None:
 
 
 def test_every_fixture_parses() -> None:
-    from tests.queue_support import EVENTS
-
     count = 0
-    for path in EVENTS.glob("*_*.json"):
-        if path.name in (
+    for name in event_names("queue/*_*.json"):
+        if name.removeprefix("queue/") in (
             "poison.json",
             "unknown_entity.json",
             "person_merge.json",
@@ -86,27 +91,42 @@ def test_every_fixture_parses() -> None:
             "trace_confirmation.json",
         ):
             continue
-        for item in json.loads(path.read_text()):
+        for item in load_event(name):
             parse_envelope(raw_from_functions(sb_message(item, 1)))
             count += 1
     assert count == 44  # 11 entities x 4 change types
 
 
-@pytest.mark.parametrize("size", [10, CHUNK * 3 + 7, TEXT_CHUNK * (IN_ROW_CHUNKS + 2) + 1])
-def test_journal_keeps_large_bodies_in_chunks(size: int) -> None:
+@pytest.mark.parametrize("size", [10, SEGMENT_BYTES // 2 + 7, SEGMENT_UNITS * 2 + 1])
+def test_journal_keeps_large_bodies_in_rows_that_fit(size: int) -> None:
+    """Written through a chunked table (which refuses a property or an entity the service would),
+    the journal row and its overflow rows hold any body, text or binary, and read back whole."""
+    from devtools.memtables import MemoryTableStore
+    from shared.tables_contract import Op
+
+    table = MemoryTableStore().table("Journal", chunked=True)
     body = json.dumps({"personId": 1, "pad": "x" * size}).encode()
     raw = RawMessage("m1", 123456, None, 1, {"ObjectId": 1, "EntityName": "TpPerson", "ChangeType": 1}, body)
     row, overflow = journal_rows(raw, parse_envelope(raw), None)
-    for key, value in row.items():
-        if key.startswith("Body") and key[4:].isdigit():
-            assert len(value.encode("utf-16-le")) <= 64 * 1024
     binary = RawMessage("m2", 5, None, 1, {}, b"\xff\xfe" * size)
     brow, boverflow = journal_rows(binary, None, None)
-    assert brow["Meta"]["enc"] == "binary" and all(len(v) <= 64 * 1024 for k, v in brow.items() if k.startswith("Body"))
-    assert raw_from_journal(brow, iter(boverflow)).body == binary.body
-    assert row["RowKey"] == "00000000000000123456" and row["PartitionKey"] == "00000000000000123"
-    assert raw_from_journal(row, iter(overflow)).body == body
-    assert bool(overflow) == (len(body) > TEXT_CHUNK * IN_ROW_CHUNKS)
+    assert brow["Meta"]["enc"] == "binary"
+    for message, (r, extra) in ((raw, (row, overflow)), (binary, (brow, boverflow))):
+        table.submit(Op("upsert", e) for e in [r, *extra])
+        stored = table.get(r["PartitionKey"], r["RowKey"])
+        rest = table.query(partition_key=f"{r['PartitionKey']}-{r['RowKey']}")
+        assert stored is not None and raw_from_journal(stored, rest).body == message.body
+    # keyed by the broker's sequence number: a redelivery lands on the same row
+    redelivered = RawMessage("m1", 123456, None, 2, raw.application_properties, body)
+    assert (row["PartitionKey"], row["RowKey"]) == journal_keys(raw) == journal_keys(redelivered)
+    assert bool(overflow) == (len(body) > SEGMENT_UNITS)
+
+
+def test_journal_keys_follow_the_sequence_numbers() -> None:
+    """Journal order is delivery order, and neighbours share a partition (one transaction)."""
+    keys = [journal_keys(RawMessage("m", n, None, 1, {}, b"")) for n in (9, 10, 999, 1_000, 123_456, 10**15)]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert keys[0][0] == keys[1][0] == keys[2][0]
 
 
 def test_unicode_digits_are_not_ids() -> None:

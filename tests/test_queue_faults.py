@@ -13,7 +13,8 @@ from devtools.memtables import MemoryTableStore
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import raw_from_functions
 from shared.nif.queue.processor import QueueProcessor
-from tests.queue_support import _quiet_sdk_http_log, load, messages, projection_snapshot, queue_app_host  # noqa: F401
+from tests.queue_support import journaled, messages, projection_snapshot
+from tests.support import load_event
 
 TABLES = [*E.PROJECTION_TABLES.values(), E.MERGE_TABLE, E.GENERIC_TABLE]
 
@@ -33,11 +34,11 @@ def own_azurite(tmp_path, env):
 
 
 def _items():
-    fx = load("person_merge.json")
-    shutdown = load("club_shutdown.json")
-    items = fx["before"] + fx["sequence"] + shutdown["members"][:30] + load("unknown_entity.json")
+    fx = load_event("queue/person_merge.json")
+    shutdown = load_event("queue/club_shutdown.json")
+    items = fx["before"] + fx["sequence"] + shutdown["members"][:30] + load_event("queue/unknown_entity.json")
     items += [
-        load(f"{e}_{c}.json")[0]
+        load_event(f"queue/{e}_{c}.json")[0]
         for e in ("ToOrg", "ToSport", "TpPersonContactInformation")
         for c in ("informational", "added", "modified")
     ]
@@ -48,8 +49,7 @@ def test_storage_outage_mid_run_then_redelivery(app_host, own_azurite, monkeypat
     from devtools.host import InvocationFailed
     from shared.tables import Table, get_table_store
 
-    host = queue_app_host(app_host)
-    info = host.functions["nif_queue"]
+    info = app_host.functions["nif_queue"]
     arg = info.trigger["name"]
     msgs = messages(_items())
     random.Random(3).shuffle(msgs)  # out of order as well
@@ -71,7 +71,7 @@ def test_storage_outage_mid_run_then_redelivery(app_host, own_azurite, monkeypat
     for i, batch in enumerate(batches):
         calls["batch"] = i
         try:
-            host.invoke("nif_queue", **{arg: batch})
+            app_host.invoke("nif_queue", **{arg: batch})
         except InvocationFailed as exc:  # the host abandons the batch; Service Bus redelivers it
             assert exc.type_name == "TransientStorageError", exc.message
             failed.append(i)
@@ -94,11 +94,10 @@ def test_storage_outage_mid_run_then_redelivery(app_host, own_azurite, monkeypat
                     user_properties={},
                 )
             )
-        host.invoke("nif_queue", **{arg: redelivered})
+        app_host.invoke("nif_queue", **{arg: redelivered})
 
     store = get_table_store()
-    journal = list(store.table(E.JOURNAL_TABLE).query())
-    assert sorted(int(r["RowKey"]) for r in journal) == sorted(m.sequence_number for m in msgs)
+    assert sorted(raw.sequence_number for raw in journaled(store)) == sorted(m.sequence_number for m in msgs)
 
     model = MemoryTableStore()
     proc = QueueProcessor(model, confirm=lambda *a, **k: False)
@@ -112,10 +111,10 @@ def test_single_message_raises_while_storage_is_down(own_azurite) -> None:
     from shared.tables import TransientStorageError, get_table_store
     from tests.queue_support import sb_message
 
-    item = load("TpPerson_added.json")[0]
+    item = load_event("queue/TpPerson_added.json")[0]
     own_azurite.stop()
     with pytest.raises(TransientStorageError):
         handle_message(sb_message(item, 1))
     own_azurite.start()
     handle_message(sb_message(item, 1, delivery_count=2))
-    assert len(list(get_table_store().table(E.JOURNAL_TABLE).query())) == 1
+    assert len(journaled(get_table_store())) == 1

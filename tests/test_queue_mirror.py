@@ -7,21 +7,22 @@ import json
 
 import pytest
 
-from tests.queue_support import _quiet_sdk_http_log, load, messages, queue_app_host  # noqa: F401
+from tests.queue_support import messages
+from tests.support import load_event
 
 
 @pytest.fixture
 def host(app_host, storage):
-    h = queue_app_host(app_host)
+    """The session host, with the queue fixtures delivered into this test's tables."""
     items = [
-        load(f"{e}_added.json")[0]
+        load_event(f"queue/{e}_added.json")[0]
         for e in ("TpPerson", "TpPersonContactInformation", "TpMembership", "TpActiveMembership")
     ]
-    fx = load("person_merge.json")
-    shutdown = load("club_shutdown.json")
-    arg = h.functions["nif_queue"].trigger["name"]
-    h.invoke("nif_queue", **{arg: messages(items + fx["before"] + fx["sequence"] + shutdown["members"])})
-    return h
+    fx = load_event("queue/person_merge.json")
+    shutdown = load_event("queue/club_shutdown.json")
+    arg = app_host.functions["nif_queue"].trigger["name"]
+    app_host.invoke("nif_queue", **{arg: messages(items + fx["before"] + fx["sequence"] + shutdown["members"])})
+    return app_host
 
 
 def get(host, url, key="function"):
@@ -55,7 +56,7 @@ def test_person_omits_secret_fields_unless_admin(host) -> None:
 
 
 def test_old_person_id_resolves_to_the_survivor(host) -> None:
-    ids = load("person_merge.json")["ids"]
+    ids = load_event("queue/person_merge.json")["ids"]
     status, body = get(host, f"/api/nif/persons/{ids['P1']}")
     assert status == 200 and body["personId"] == ids["N"] and body["requestedPersonId"] == ids["P1"]
     assert [m["membershipId"] for m in body["memberships"]] == [ids["MN"]]
@@ -67,7 +68,7 @@ def test_unknown_person_is_404(host) -> None:
 
 
 def test_club_members_with_filters(host) -> None:
-    ids = load("person_merge.json")["ids"]
+    ids = load_event("queue/person_merge.json")["ids"]
     status, body = get(host, "/api/nif/clubs/19428/members")
     assert status == 200
     members = {m["membershipId"]: m for m in body["items"]}

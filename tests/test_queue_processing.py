@@ -3,6 +3,7 @@ duplicates, ordering guard, poison, unknown entities, person merge, club shutdow
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 
@@ -10,12 +11,8 @@ import pytest
 
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import KNOWN_ENTITIES
-from tests.queue_support import _quiet_sdk_http_log, load, messages, projection_snapshot, queue_app_host, sb_message  # noqa: F401
-
-
-@pytest.fixture
-def host(app_host, storage):
-    return queue_app_host(app_host)
+from tests.queue_support import journaled, merge_map, messages, projection_row, projection_snapshot, sb_message
+from tests.support import load_event
 
 
 def deliver(host, msgs) -> None:
@@ -30,17 +27,8 @@ def deliver(host, msgs) -> None:
             host.invoke(name, **{arg: m})
 
 
-def row(storage, entity: str, object_id: int) -> dict | None:
-    pk, rk = E.row_keys(entity, True, object_id)
-    return storage.table(E.PROJECTION_TABLES[entity]).get(pk, rk)
-
-
-def journal(storage) -> list[dict]:
-    return list(storage.table(E.JOURNAL_TABLE).query())
-
-
-def test_trigger_binding_metadata(host) -> None:
-    info = host.functions["nif_queue"]
+def test_trigger_binding_metadata(app_host) -> None:
+    info = app_host.functions["nif_queue"]
     assert info.trigger["type"] == "serviceBusTrigger"
     assert info.trigger["queueName"] == "%NIF_QUEUE_NAME%"
     assert info.trigger["connection"] == "NifServiceBus"
@@ -48,136 +36,144 @@ def test_trigger_binding_metadata(host) -> None:
 
 
 @pytest.mark.parametrize("entity", KNOWN_ENTITIES)
-def test_each_entity_through_every_change_type(host, storage, entity: str) -> None:
+def test_each_entity_through_every_change_type(app_host, storage, entity: str) -> None:
     seq = iter(range(1, 100))
-    items = [load(f"{entity}_{ct}.json")[0] for ct in ("informational", "added", "modified")]
-    deliver(host, [sb_message(i, next(seq)) for i in items])
+    items = [load_event(f"queue/{entity}_{ct}.json")[0] for ct in ("informational", "added", "modified")]
+    deliver(app_host, [sb_message(i, next(seq)) for i in items])
     oid = items[0]["properties"]["ObjectId"]
-    r = row(storage, entity, oid)
+    r = projection_row(storage, entity, oid)
     full, delta = items[0]["body"], items[2]["body"]
     expected = {**full, **delta}
     assert r["data"] == expected  # snapshot completes the partial delta; explicit null kept as null
     assert not r.get("Deleted")
-    deliver(host, [sb_message(load(f"{entity}_deleted.json")[0], 50)])
-    r = row(storage, entity, oid)
+    deliver(app_host, [sb_message(load_event(f"queue/{entity}_deleted.json")[0], 50)])
+    r = projection_row(storage, entity, oid)
     assert r["Deleted"] is True and r["DeletedBy"] == "msg-50" and r["DeletedAt"].startswith("2026-03-01")
     assert r["data"] == expected  # tombstone keeps the row
-    assert len(journal(storage)) == 4
+    assert len(journaled(storage)) == 4
 
 
-def test_null_clears_and_unknown_fields_are_kept(host, storage) -> None:
-    contact = [load(f"TpPersonContactInformation_{c}.json")[0] for c in ("added", "modified")]
-    org = [load(f"ToOrg_{c}.json")[0] for c in ("added", "modified")]
-    deliver(host, messages(contact + org))
-    c = row(storage, "TpPersonContactInformation", 5550001)["data"]
+def test_null_clears_and_unknown_fields_are_kept(app_host, storage) -> None:
+    contact = [load_event(f"queue/TpPersonContactInformation_{c}.json")[0] for c in ("added", "modified")]
+    org = [load_event(f"queue/ToOrg_{c}.json")[0] for c in ("added", "modified")]
+    deliver(app_host, messages(contact + org))
+    c = projection_row(storage, "TpPersonContactInformation", 5550001)["data"]
     assert c["workPhone"] is None and c["mobilePhone"] == "98765432" and c["email"] == "ola.dunk@example.no"
-    o = row(storage, "ToOrg", 19428)["data"]
+    o = projection_row(storage, "ToOrg", 19428)["data"]
     assert o["newFieldFromNif"] == {"nested": [1, 2]}
 
 
-def test_redelivery_does_not_duplicate_the_journal(host, storage) -> None:
-    item = load("TpPerson_added.json")[0]
-    deliver(host, [sb_message(item, 7)])
+def test_redelivery_does_not_duplicate_the_journal(app_host, storage) -> None:
+    item = load_event("queue/TpPerson_added.json")[0]
+    deliver(app_host, [sb_message(item, 7)])
     before = projection_snapshot(storage, [E.PROJECTION_TABLES["TpPerson"]])
-    deliver(host, [sb_message(item, 7, delivery_count=2)])
-    deliver(host, [sb_message(item, 7, delivery_count=3)])
-    assert len(journal(storage)) == 1
+    deliver(app_host, [sb_message(item, 7, delivery_count=2)])
+    deliver(app_host, [sb_message(item, 7, delivery_count=3)])
+    assert len(journaled(storage)) == 1
     assert projection_snapshot(storage, [E.PROJECTION_TABLES["TpPerson"]]) == before
 
 
-def test_older_change_is_journaled_but_not_applied(host, storage) -> None:
+def test_older_change_is_journaled_but_not_applied(app_host, storage) -> None:
     base = {"properties": {"ObjectId": 42, "EntityName": "TpPerson", "ChangeType": 2}}
-    deliver(host, [sb_message({**base, "body": {"lastName": "New"}}, 20)])
-    deliver(host, [sb_message({**base, "body": {"lastName": "Old", "firstName": "Only-in-old"}}, 10)])
-    data = row(storage, "TpPerson", 42)["data"]
+    deliver(app_host, [sb_message({**base, "body": {"lastName": "New"}}, 20)])
+    deliver(app_host, [sb_message({**base, "body": {"lastName": "Old", "firstName": "Only-in-old"}}, 10)])
+    data = projection_row(storage, "TpPerson", 42)["data"]
     assert data["lastName"] == "New"  # the newer change wins
     assert data["firstName"] == "Only-in-old"  # a field the newer delta did not touch is still set
-    assert len(journal(storage)) == 2
+    assert len(journaled(storage)) == 2
 
 
-def test_poison_is_quarantined_and_completed(host, storage, caplog) -> None:
+def test_poison_is_quarantined_and_completed(app_host, storage, caplog) -> None:
+    from shared.nif.queue.journal import raw_from_journal
+    from shared.nif.queue.quarantine import list_quarantined
+
     caplog.set_level(logging.WARNING)
-    cases = load("poison.json")
+    cases = load_event("queue/poison.json")
     msgs = [sb_message(item, i) for i, item in enumerate(cases.values(), start=1)]
-    deliver(host, msgs)  # returns normally: the host completes them
-    q = {r["RowKey"]: r for r in storage.table(E.QUARANTINE_TABLE).query()}
-    assert len(q) == len(cases)
-    reasons = sorted(r["Reason"] for r in q.values())
+    deliver(app_host, msgs)  # returns normally: the host completes them
+    quarantined = list_quarantined(storage)
+    assert len(list(storage.table(E.QUARANTINE_TABLE).query())) == len(quarantined) == len(cases)
+    held = {raw.sequence_number: raw for raw in map(raw_from_journal, quarantined)}
+    assert sorted(held) == [m.sequence_number for m in msgs]  # each message once, as delivered
+    reasons = sorted(r["Reason"] for r in quarantined)
     assert any("not JSON" in r for r in reasons) and any("outside the enum" in r for r in reasons)
     assert any("ObjectId" in r for r in reasons)
-    assert q["00000000000000000001"]["Body00"] == "<xml>not json</xml>"
-    assert len(journal(storage)) == len(cases)  # journaled too
+    assert held[1].body == b"<xml>not json</xml>"
+    assert len(journaled(storage)) == len(cases)  # journaled too
     # the App Insights queries in docs/deploy.md match this event name in the message text
     assert sum(r.getMessage().startswith("queue.quarantined message_id=") for r in caplog.records) == len(cases)
 
 
-def test_unknown_entity_goes_to_the_generic_table_with_a_warning(host, storage, caplog) -> None:
+def test_unknown_entity_goes_to_the_generic_table_with_a_warning(app_host, storage, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    deliver(host, messages(load("unknown_entity.json")))
-    rows = list(storage.table(E.GENERIC_TABLE).query())
-    assert len(rows) == 1 and rows[0]["PartitionKey"] == "tppersonbadge" and rows[0]["data"]["badgeId"] == 77
+    from shared.nif.queue.envelope import normalise_entity_name
+
+    deliver(app_host, messages(load_event("queue/unknown_entity.json")))
+    entity, known = normalise_entity_name("TpPersonBadge")
+    assert not known and E.table_for(entity, known) == E.GENERIC_TABLE
+    assert len(list(storage.table(E.GENERIC_TABLE).query())) == 1
+    badge = storage.table(E.GENERIC_TABLE).get(*E.row_keys(entity, known, 77))  # its own key, by its name
+    assert badge["data"]["badgeId"] == 77
     assert any("unknown EntityName" in r.getMessage() for r in caplog.records)
     assert not list(storage.table(E.QUARANTINE_TABLE).query())
 
 
-def test_person_merge_sequence(host, storage) -> None:
-    fx = load("person_merge.json")
+def test_person_merge_sequence(app_host, storage) -> None:
+    fx = load_event("queue/person_merge.json")
     ids = fx["ids"]
-    deliver(host, messages(fx["before"] + fx["sequence"]))
-    merge = {r["RowKey"]: r for r in storage.table(E.MERGE_TABLE).query(partition_key="person")}
-    assert {int(r["OldId"]): r["SurvivorId"] for r in merge.values()} == {ids["P1"]: ids["N"], ids["P2"]: ids["N"]}
+    deliver(app_host, messages(fx["before"] + fx["sequence"]))
+    assert merge_map(storage, "person") == {ids["P1"]: ids["N"], ids["P2"]: ids["N"]}
     for key in ("M1", "M2"):
-        r = row(storage, "TpMembership", ids[key])
+        r = projection_row(storage, "TpMembership", ids[key])
         assert (r.get("Deleted") or r.get("SoftDeleted")) and r["MergedInto"] == ids["N"]
     for key in ("A1", "A2"):
-        assert row(storage, "TpActiveMembership", ids[key])["MergedInto"] == ids["N"]
-    n = row(storage, "TpPerson", ids["N"])
+        assert projection_row(storage, "TpActiveMembership", ids[key])["MergedInto"] == ids["N"]
+    n = projection_row(storage, "TpPerson", ids["N"])
     assert n["data"]["sportNo"] == "S-2" and n["data"]["mergedPersonIds"] == [ids["P1"], ids["P2"]]
-    assert row(storage, "TpMembership", ids["MN"]).get("MergedInto") is None
+    assert projection_row(storage, "TpMembership", ids["MN"]).get("MergedInto") is None
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_person_merge_marks_survive_any_order(host, storage, seed: int) -> None:
-    fx = load("person_merge.json")
+def test_person_merge_marks_survive_any_order(app_host, storage, seed: int) -> None:
+    fx = load_event("queue/person_merge.json")
     ids = fx["ids"]
     msgs = messages(fx["before"] + fx["sequence"])
     random.Random(seed).shuffle(msgs)
     for m in msgs:  # one at a time, as parallel consumers could deliver them
-        deliver(host, [m])
+        deliver(app_host, [m])
     for key in ("M1", "M2"):
-        assert row(storage, "TpMembership", ids[key])["MergedInto"] == ids["N"]
+        assert projection_row(storage, "TpMembership", ids[key])["MergedInto"] == ids["N"]
 
 
-def test_club_shutdown_burst(host, storage) -> None:
-    fx = load("club_shutdown.json")
-    deliver(host, messages(fx["members"]))
+def test_club_shutdown_burst(app_host, storage) -> None:
+    fx = load_event("queue/club_shutdown.json")
+    deliver(app_host, messages(fx["members"]))
     burst = messages(fx["shutdown"], start=1000)
     for i in range(0, len(burst), 25):
-        deliver(host, burst[i : i + 25])
+        deliver(app_host, burst[i : i + 25])
     rows = list(storage.table(E.PROJECTION_TABLES["TpMembership"]).query())
     assert len(rows) == 40 and all(r["Deleted"] and not r.get("MergedInto") for r in rows)
-    links = list(storage.table(E.LINKS_TABLE).query(partition_key=f"club-{fx['clubId']}"))
-    assert len(links) == 40
+    # the club still lists its 40 memberships, ended (through the club's links)
+    res = app_host.request("GET", f"/api/nif/clubs/{fx['clubId']}/members?status=all", key="function")
+    listed = json.loads(res.get_body())
+    assert res.status_code == 200 and listed["continuationToken"] is None
+    assert sorted(m["membershipId"] for m in listed["items"]) == sorted(r["ObjectId"] for r in rows)
+    assert {m["status"] for m in listed["items"]} == {"ended"}
 
 
-def test_trace_id_confirms_the_recorded_request(host, storage) -> None:
+def test_trace_id_confirms_the_recorded_request(app_host, storage) -> None:
     from shared.nif import membership_requests as R
+    from shared.nif.models import MembershipRequest, NifMembershipResponse
 
-    fx = load("trace_confirmation.json")
+    fx = load_event("queue/trace_confirmation.json")
     trace = fx["traceId"]
-    storage.table(R.TABLE).upsert(
-        {
-            "PartitionKey": trace.lower(),
-            "RowKey": R.ROW_KEY,
-            "status": "pending_verification",
-            "clubId": 19428,
-            "traceId": trace,
-        }
-    )
-    deliver(host, messages(fx["messages"]))
-    entity = storage.table(R.TABLE).get(trace.lower(), R.ROW_KEY)
-    assert entity["status"] == "confirmed"
-    assert entity["personId"] == 8756940 and entity["membershipId"] == 9100040
+    request = MembershipRequest.model_validate(load_event("nif/membership_request.txt"))
+    R.record_request(19428, request, NifMembershipResponse(traceId=trace))  # NIF: accepted, not created yet
+    assert R.get_request(trace)["status"] == "pending_verification"
+    deliver(app_host, messages(fx["messages"]))
+    confirmed = R.get_request(trace)
+    assert confirmed["status"] == "confirmed"
+    assert confirmed["personId"] == 8756940 and confirmed["membershipId"] == 9100040
 
 
 def test_batch_and_single_paths_agree(storage) -> None:
@@ -185,7 +181,7 @@ def test_batch_and_single_paths_agree(storage) -> None:
     from shared.nif.queue.envelope import raw_from_functions
     from shared.nif.queue.processor import QueueProcessor
 
-    fx = load("person_merge.json")
+    fx = load_event("queue/person_merge.json")
     raws = [raw_from_functions(m) for m in messages(fx["before"] + fx["sequence"])]
     a, b = MemoryTableStore(), MemoryTableStore()
     pa, pb = QueueProcessor(a, confirm=lambda *x, **k: False), QueueProcessor(b, confirm=lambda *x, **k: False)
@@ -196,16 +192,17 @@ def test_batch_and_single_paths_agree(storage) -> None:
     assert projection_snapshot(a, tables) == projection_snapshot(b, tables)
 
 
-def test_rebuild_from_the_journal(host, storage) -> None:
+def test_rebuild_from_the_journal(app_host, storage) -> None:
     from shared.nif.queue.processor import get_processor
     from shared.nif.queue.rebuild import rebuild
 
-    fx = load("person_merge.json")
-    deliver(host, messages(fx["before"] + fx["sequence"] + load("unknown_entity.json"), start=1))
+    fx = load_event("queue/person_merge.json")
+    deliver(app_host, messages(fx["before"] + fx["sequence"] + load_event("queue/unknown_entity.json"), start=1))
     tables = [*E.PROJECTION_TABLES.values(), E.GENERIC_TABLE, E.MERGE_TABLE, E.LINKS_TABLE]
     before = projection_snapshot(storage, tables)
+    pk, rk = E.row_keys("TpPerson", True, fx["ids"]["P1"])
     storage.table(E.PROJECTION_TABLES["TpPerson"]).upsert(
-        {"PartitionKey": "000008800", "RowKey": "000008800001", "data": {"broken": True}}, replace=True
+        {"PartitionKey": pk, "RowKey": rk, "data": {"broken": True}}, replace=True
     )
     result = rebuild(storage, get_processor(), "Tp_Person")
     assert result["cleared"] == 3
@@ -214,14 +211,14 @@ def test_rebuild_from_the_journal(host, storage) -> None:
     assert projection_snapshot(storage, tables) == before
 
 
-def test_quarantine_replay_after_a_fix(host, storage, monkeypatch) -> None:
+def test_quarantine_replay_after_a_fix(app_host, storage, monkeypatch) -> None:
     import shared.nif.queue.journal as J
     from shared.nif.queue.envelope import RawMessage
     from shared.nif.queue.processor import get_processor
     from shared.nif.queue.quarantine import list_quarantined, replay
 
-    item = load("poison.json")["change_type_outside_enum"]
-    deliver(host, [sb_message(item, 3)])
+    item = load_event("queue/poison.json")["change_type_outside_enum"]
+    deliver(app_host, [sb_message(item, 3)])
     assert len(list_quarantined(storage)) == 1
     original = J.parse_envelope
 
@@ -236,5 +233,5 @@ def test_quarantine_replay_after_a_fix(host, storage, monkeypatch) -> None:
     monkeypatch.setattr(J, "parse_envelope", fixed)
     assert replay(storage, get_processor()) == {"replayed": 1, "still_poison": 0}
     assert list_quarantined(storage) == []
-    assert row(storage, "TpPerson", 1)["data"] == {"personId": 1}
-    assert len(journal(storage)) == 1
+    assert projection_row(storage, "TpPerson", 1)["data"] == {"personId": 1}
+    assert len(journaled(storage)) == 1

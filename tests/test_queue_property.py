@@ -13,7 +13,7 @@ from devtools.memtables import MemoryTableStore
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import raw_from_functions
 from shared.nif.queue.processor import QueueProcessor
-from tests.queue_support import T0, _quiet_sdk_http_log, projection_snapshot, sb_message  # noqa: F401
+from tests.queue_support import T0, journaled, projection_snapshot, sb_message
 
 ROWS = [
     ("TpPerson", 1001),
@@ -119,4 +119,4 @@ def test_same_property_on_azurite(storage) -> None:
     deliver(storage, items, order + dups, [rng.randint(1, 20) for _ in range(20)], {i: True for i in dups})
     assert projection_snapshot(storage, TABLES) == expected
     assert_live_links_present(storage)
-    assert len(list(storage.table(E.JOURNAL_TABLE).query())) == len(items)
+    assert len(journaled(storage)) == len(items)

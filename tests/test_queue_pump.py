@@ -7,12 +7,10 @@ import json
 import httpx
 
 from devtools import outbox_pump
-from shared.nif.queue import entities as E
-from tests.queue_support import _quiet_sdk_http_log, queue_app_host  # noqa: F401
+from tests.queue_support import journaled, projection_row
 
 
 def test_pump_once_delivers_new_items_and_advances_the_cursor(app_host, storage) -> None:
-    host = queue_app_host(app_host)
     outbox = [
         {
             "messageId": f"m{i}",
@@ -37,12 +35,11 @@ def test_pump_once_delivers_new_items_and_advances_the_cursor(app_host, storage)
     client = httpx.Client(transport=httpx.MockTransport(handler))
     url = "http://sandbox.test"
     outbox_pump._cursors.pop(url, None)
-    assert outbox_pump.pump_once(url, host, client=client) == 3
-    assert outbox_pump.pump_once(url, host, client=client) == 0
+    assert outbox_pump.pump_once(url, app_host, client=client) == 3
+    assert outbox_pump.pump_once(url, app_host, client=client) == 0
     assert seen_after == [0, 3]
-    pk, rk = E.row_keys("TpPerson", True, 8756934)
-    assert storage.table(E.PROJECTION_TABLES["TpPerson"]).get(pk, rk)["data"]["lastName"] == "Dunk-Hansen"
-    assert len(list(storage.table(E.JOURNAL_TABLE).query())) == 3
+    assert projection_row(storage, "TpPerson", 8756934)["data"]["lastName"] == "Dunk-Hansen"
+    assert len(journaled(storage)) == 3
 
 
 def test_to_message_is_the_message_as_the_broker_holds_it() -> None:
@@ -63,17 +60,14 @@ def test_to_message_is_the_message_as_the_broker_holds_it() -> None:
 
 
 def test_large_body_survives_the_journal_on_azurite(app_host, storage) -> None:
-    from shared.nif.queue.journal import raw_from_journal
+    from shared.nif.queue.rows import row_data
+    from shared.textsize import MAX_PROPERTY_UNITS, utf16_units
     from tests.queue_support import sb_message
 
-    host = queue_app_host(app_host)
     big = {"orgId": 5, "orgName": "Stor klubb", "description": "æøå " * 60_000}  # ~240 000 chars, > 64 KiB
+    assert utf16_units(json.dumps(big, ensure_ascii=False)) > MAX_PROPERTY_UNITS  # more than one property holds
     item = {"properties": {"ObjectId": 5, "EntityName": "ToOrg", "ChangeType": 9}, "body": big}
-    host.invoke("nif_queue", msgs=[sb_message(item, 11)])
-    row = next(iter(storage.table(E.JOURNAL_TABLE).query()))
-    assert row["Meta"]["chunks"] > 1
-    assert json.loads(raw_from_journal(row).body) == big
-    pk, rk = E.row_keys("ToOrg", True, 5)
-    from shared.nif.queue.rows import row_data
-
-    assert row_data(storage.table(E.PROJECTION_TABLES["ToOrg"]).get(pk, rk)) == big  # data chunked too
+    app_host.invoke("nif_queue", msgs=[sb_message(item, 11)])
+    (raw,) = journaled(storage)
+    assert json.loads(raw.body) == big
+    assert row_data(projection_row(storage, "ToOrg", 5)) == big  # data chunked too

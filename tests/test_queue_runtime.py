@@ -35,12 +35,12 @@ from devtools.memtables import MemoryTableStore
 from devtools.runtime.invocations import BrokerMessage
 from shared.nif.queue import entities as E
 from shared.nif.queue.envelope import RawMessage
-from shared.nif.queue.journal import raw_from_journal
 from shared.nif.queue.processor import QueueProcessor
-from tests.queue_support import EVENTS, T0, body_bytes, projection_snapshot
+from tests.queue_support import T0, body_bytes, journaled, projection_snapshot
+from tests.support import event_names, load_event
 
 TABLES = [*E.PROJECTION_TABLES.values(), E.MERGE_TABLE, E.GENERIC_TABLE]
-POOL = [item for path in sorted(EVENTS.glob("T*_*.json")) for item in json.loads(path.read_text(encoding="utf-8"))]
+POOL = [item for name in event_names("queue/T*_*.json") for item in load_event(name)]
 _SEQ = itertools.count(1_000_000)
 
 BAD_BODIES = {
@@ -136,12 +136,9 @@ def test_batches_as_the_host_delivers_them(app_host, fresh_tables, batch: list[B
     store = fresh_tables()
     app_host.invoke("nif_queue", msgs=batch)  # raises InvocationFailed if the batch would be abandoned
 
-    overflow = store.table(E.JOURNAL_OVERFLOW_TABLE)
-    journal = {
-        int(r["RowKey"]): raw_from_journal(r, overflow.query(partition_key=f"{r['PartitionKey']}-{r['RowKey']}"))
-        for r in store.table(E.JOURNAL_TABLE).query()
-    }
-    assert sorted(journal) == sorted(m.sequence_number for m in batch), "one journal row per message"
+    raws = journaled(store)
+    assert sorted(r.sequence_number for r in raws) == sorted(m.sequence_number for m in batch), "one per message"
+    journal = {raw.sequence_number: raw for raw in raws}
     for m in batch:
         row = journal[m.sequence_number]
         assert row.message_id == m.message_id  # every message has an id: the array is never short
@@ -181,12 +178,8 @@ def test_empty_body_among_good_messages(app_host, fresh_tables) -> None:
     ]
     assert batch[1].body == b""
     app_host.invoke("nif_queue", msgs=batch)
-    journal = {int(r["RowKey"]): r for r in store.table(E.JOURNAL_TABLE).query()}
-    assert sorted(journal) == [m.sequence_number for m in batch]
-    assert all(
-        "poison" not in json.loads(r["Meta"]) if isinstance(r["Meta"], str) else "poison" not in r["Meta"]
-        for r in journal.values()
-    ), "an empty Deleted body is applicable"
+    assert sorted(raw.sequence_number for raw in journaled(store)) == [m.sequence_number for m in batch]
+    assert not list(store.table(E.QUARANTINE_TABLE).query()), "an empty Deleted body is applicable"
 
 
 def test_correlation_on_some_messages_lands_nowhere_else(app_host, fresh_tables) -> None:
@@ -203,5 +196,5 @@ def test_correlation_on_some_messages_lands_nowhere_else(app_host, fresh_tables)
         for it, ct in zip(POOL[:3], [None, "text/x-only-2", None])
     ]
     app_host.invoke("nif_queue", msgs=batch)
-    types = {int(r["RowKey"]): raw_from_journal(r).content_type for r in store.table(E.JOURNAL_TABLE).query()}
+    types = {raw.sequence_number: raw.content_type for raw in journaled(store)}
     assert types[batch[0].sequence_number] is None

@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from shared.idrott.clock import Clock, utc_now
 from shared.idrott.error_codes import ERROR_CODES, legacy_code
 from shared.idrott.state import full_load_done, mark_full_load_done
+
+if TYPE_CHECKING:
+    from shared.tables_contract import StorageTable
 
 __all__ = [
     "MAX_SKIPPED_LISTED",
@@ -166,7 +169,7 @@ def run_key(started: datetime, batch_id: str) -> str:
     return f"{_INVERT * 1000 - micros:016d}_{batch_id}"
 
 
-def runs_table() -> Any:
+def runs_table() -> StorageTable:
     from shared.tables import get_table_store
 
     return get_table_store().table(RUNS_TABLE)

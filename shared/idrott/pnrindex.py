@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.idrott.rows import MAX_OPS, PNR_INDEX_META, N, P, join_record, key_range
+from shared.idrott.rows import MAX_OPS, PNR_INDEX_META, N, P, key_range, record_data
 from shared.lifecycle import on_reset
+from shared.tables_contract import Op
 
 if TYPE_CHECKING:
     from shared.idrott.models import Person
@@ -94,7 +95,7 @@ class PersonIntake:
         claimed: dict[str, int] = {}  # digest -> position of the record that holds it in this call
         replaced: dict[str, int] = {}  # old id -> position of the record replacing it
         refusals: list[PersonRefusal] = []
-        groups: list[tuple[int, list[tuple]]] = []
+        groups: list[tuple[int, list[Op]]] = []
         for i, person in enumerate(persons):
             plan = self._plan_person(i, person, digests.get(i), index, persons, in_request, claimed, replaced)
             if isinstance(plan, PersonRefusal):
@@ -122,7 +123,7 @@ class PersonIntake:
                 )
         return sorted(refusals, key=lambda r: r.position)
 
-    def _person_ops(self, person: Person) -> list[tuple]:
+    def _person_ops(self, person: Person) -> list[Op]:
         # moved_to "": a re-used id is a person again, not an alias
         return self.records.record_write(P, person.external_id, person.stored_data(), active=True, moved_to="")
 
@@ -144,7 +145,7 @@ class PersonIntake:
         in_request: set[str],
         claimed: dict[str, int],
         replaced: dict[str, int],
-    ) -> list[tuple] | PersonRefusal:
+    ) -> list[Op] | PersonRefusal:
         """The rows to write for one person, or why it is refused."""
         x, old_id = person.external_id, person.replaces_external_id
         ops = self._person_ops(person)
@@ -163,7 +164,7 @@ class PersonIntake:
             if moved_to and moved_to != x:
                 return PersonRefusal(i, 409, path, f"{old_id} was already moved to {moved_to}", moved_to)
             if not moved_to:
-                if join_record(row).get("personnummer") != person.personnummer:
+                if record_data(row).get("personnummer") != person.personnummer:
                     return PersonRefusal(
                         i,
                         409,
@@ -180,7 +181,7 @@ class PersonIntake:
                     "moved_at": self.now(),
                     "updated_at": self.now(),
                 }
-                ops.append(("update", alias, {"etag": row["_etag"]}))
+                ops.append(Op("update", alias, {"etag": row["_etag"]}))
         if digest is None:
             return ops
         if digest in claimed and persons[claimed[digest]].external_id != x:
@@ -196,7 +197,7 @@ class PersonIntake:
             )
         entry = index.get(digest)
         if entry is None:
-            ops.append(("create", self._index_entity(digest, x)))
+            ops.append(Op("create", self._index_entity(digest, x)))
             return ops
         holder = entry.get("external_id") or ""
         if holder == x:
@@ -211,7 +212,7 @@ class PersonIntake:
                 f'person to externalId {x}, send this record with "replacesExternalId": "{holder}"',
                 holder,
             )
-        ops.append(("update", self._index_entity(digest, x), {"etag": entry["_etag"]}))
+        ops.append(Op("update", self._index_entity(digest, x), {"etag": entry["_etag"]}))
         return ops
 
     def _holds(self, digest: str, external_id: str) -> bool:
@@ -219,7 +220,7 @@ class PersonIntake:
         row = self.t.get(self.club_id, P + external_id) if external_id else None
         if row is None or row.get("moved_to"):
             return False
-        pnr = join_record(row).get("personnummer")
+        pnr = record_data(row).get("personnummer")
         return isinstance(pnr, str) and pnr_key(self.club_id, pnr) == digest
 
     def _index_rows(self, digests: set[str]) -> dict[str, dict]:
@@ -235,18 +236,18 @@ class PersonIntake:
             if r["RowKey"][len(N) :] in digests
         }
 
-    def _submit_groups(self, groups: list[tuple[int, list[tuple]]]) -> list[int]:
+    def _submit_groups(self, groups: list[tuple[int, list[Op]]]) -> list[int]:
         """Write each group atomically (several per transaction); return the positions whose
         transaction failed with a conflict even when sent alone."""
         from shared.tables import Conflict
 
-        chunks: list[list[tuple[int, list[tuple]]]] = []
-        chunk: list[tuple[int, list[tuple]]] = []
+        chunks: list[list[tuple[int, list[Op]]]] = []
+        chunk: list[tuple[int, list[Op]]] = []
         ops_n = chars = 0
         keys: set[str] = set()
         for i, ops in groups:
-            size = sum(len(json.dumps(op[1], default=str)) for op in ops)
-            rks = {op[1]["RowKey"] for op in ops}
+            size = sum(len(json.dumps(op.entity, default=str)) for op in ops)
+            rks = {op.entity["RowKey"] for op in ops}
             if chunk and (ops_n + len(ops) > MAX_OPS or chars + size > _MAX_TX_CHARS or rks & keys):
                 chunks.append(chunk)
                 chunk, ops_n, chars, keys = [], 0, 0, set()
@@ -288,7 +289,7 @@ class PersonIntake:
             for k in range(0, len(entities), MAX_OPS):
                 part = entities[k : k + MAX_OPS]
                 try:
-                    self.t.submit([("create", e) for e in part])
+                    self.t.submit([Op("create", e) for e in part])
                 except Conflict:
                     for e in part:
                         self.t.insert(e)

@@ -5,7 +5,7 @@ One table ``IdrottRecords`` (prefixed), one partition per club (``PartitionKey=<
 =====================  ===========================================================================
 RowKey                 row
 =====================  ===========================================================================
-``P|<externalId>``     person: intake JSON (``d0..dN`` chunks, ``dn`` count), ``hash`` (core
+``P|<externalId>``     person: intake JSON (``data``), ``hash`` (core
                        ``content_hash`` of the intake JSON), ``exported_hash`` (core
                        ``export_marker`` last uploaded, absent if never), ``active`` (False = the
                        member left: tombstone, exported as ``IsActive=false``), ``updated_at``,
@@ -20,6 +20,11 @@ RowKey                 row
                        one person holding that personnummer in the club
 ``M|pnr-index``        the index was built for the club's persons stored before it existed
 =====================  ===========================================================================
+
+The intake JSON is one value, ``data``, written through a table opened with ``chunked=True``: the
+adapter stores a record longer than one property holds in pieces (:mod:`shared.tables_contract`).
+Rows written before that carry it as ``d0..dN`` with the count ``dn``; :func:`record_data` still
+reads them (a later intake write MERGEs ``data`` into such a row, which then wins).
 
 A person row may also be an **alias** (``moved_to=<new id>``, ``active=False``): the person was
 re-keyed (``replacesExternalId``); it is never exported as a person, and activities naming it
@@ -39,11 +44,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from shared.idrott.models import Activity, Person
 from shared.idrott.xmlrecords import ActivityRecord, PersonRecord
-from shared.textsize import CHUNK_UNITS, text_chunks
 
 TABLE = "IdrottRecords"
 P, A, D = "P|", "A|", "D|"
@@ -58,22 +61,14 @@ MAX_OPS = 100
 #: Validation context for records read back: limits added after a record was written (sports or
 #: participants per record, the date-time range) do not make it unreadable (models._stored).
 _STORED = {"stored": True}
-_CHUNK = CHUNK_UNITS  # UTF-16 code units per string property (shared/textsize.py)
-_MAX_CHUNKS = 30
+#: The record's intake JSON (a dict; the adapter stores it as JSON text, in pieces when long).
+DATA = "data"
 
 
-def split_record(text: str) -> dict[str, Any]:
-    """A record's JSON text as ``d0..dN`` string properties (each within the property limit) and ``dn``."""
-    chunks = text_chunks(text, _CHUNK) or [""]
-    if len(chunks) > _MAX_CHUNKS:
-        raise ValueError("record too large for Table Storage")
-    out: dict[str, Any] = {f"d{i}": c for i, c in enumerate(chunks)}
-    out["dn"] = len(chunks)
-    return out
-
-
-def join_record(row: dict) -> dict:
-    """The record's JSON back from a row written with :func:`split_record`."""
+def record_data(row: dict) -> dict:
+    """The record's intake JSON: ``data``, or for a row written before, its ``d0..dN`` (``dn``)."""
+    if DATA in row:
+        return dict(row[DATA])
     n = int(row.get("dn") or 0)
     return json.loads("".join(row.get(f"d{i}", "") for i in range(n)))
 
@@ -161,7 +156,7 @@ class StoredActivity:
 def person_from_row(row: dict) -> StoredPerson:
     return StoredPerson(
         row["RowKey"][len(P) :],
-        join_record(row),
+        record_data(row),
         row.get("hash", ""),
         row.get("exported_hash"),
         row.get("active", True) is not False,
@@ -171,7 +166,7 @@ def person_from_row(row: dict) -> StoredPerson:
 
 
 def activity_from_row(row: dict) -> StoredActivity:
-    data = join_record(row)
+    data = record_data(row)
     start = row.get("start_time")
     if start is None and data.get("startTime"):
         start = datetime.fromisoformat(data["startTime"])

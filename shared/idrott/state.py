@@ -12,9 +12,12 @@ never makes the next run a full load again.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.idrott.clock import Clock, utc_now
+
+if TYPE_CHECKING:
+    from shared.tables_contract import StorageTable
 
 __all__ = [
     "STATE_TABLE",
@@ -30,7 +33,7 @@ STATE_TABLE = "IdrottExportState"
 STATE_ROW = "state"
 
 
-def state_table() -> Any:
+def state_table() -> StorageTable:
     from shared.tables import get_table_store
 
     return get_table_store().table(STATE_TABLE)

@@ -12,7 +12,6 @@ run) survives, so the newer version goes in the next run.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -24,6 +23,7 @@ from shared.idrott.delta import content_hash, current_marker, export_marker
 from shared.idrott.models import Activity, Person, is_safe_id
 from shared.idrott.pnrindex import PersonRefusal
 from shared.idrott.rows import (
+    DATA,
     TABLE,
     A,
     D,
@@ -34,15 +34,12 @@ from shared.idrott.rows import (
     key_range,
     lookup_id_ok,
     person_from_row,
-    split_record,
 )
-
-# tests/test_textsize.py checks the record chunking under these names
-from shared.idrott.rows import join_record as _join  # noqa: F401
-from shared.idrott.rows import split_record as _split  # noqa: F401
+from shared.tables_contract import Op
 
 if TYPE_CHECKING:
     from shared.idrott.selection import ClubSelection
+    from shared.tables_contract import Row, StorageTable
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +50,32 @@ POINT_READ_LIMIT = 200
 class ClubRecords:
     """All reads and writes of one club's IdrottOnline records."""
 
-    def __init__(self, club_id: str, table: Any = None, *, now: Clock = utc_now) -> None:
+    def __init__(self, club_id: str, table: StorageTable | None = None, *, now: Clock = utc_now) -> None:
+        """``table``: ``IdrottRecords`` of the process-wide store unless given; a table given must be
+        opened with ``chunked=True`` (a record longer than one property is stored in pieces)."""
         self.club_id = club_id
         if table is None:
             from shared.tables import get_table_store
 
-            table = get_table_store().table(TABLE)
+            table = get_table_store().table(TABLE, chunked=True)
         self.t = table
         self.now = now
 
     # ---- intake ------------------------------------------------------------------------------
-    def marked_write(self, kind: str, key: str, record: dict, h: str) -> list[tuple]:
+    def marked_write(self, kind: str, key: str, record: dict, h: str) -> list[Op]:
         """The operations writing ``record`` and its dirty marker (``kind`` ``P|`` or ``A|``), to
         go into one transaction."""
         marker = {"PartitionKey": self.club_id, "RowKey": f"{D}{kind}{key}", "hash": h, "marked_at": self.now()}
-        return [("upsert", marker, {"replace": True}), ("upsert", record)]
+        return [Op("upsert", marker, {"replace": True}), Op("upsert", record)]
 
-    def record_write(self, kind: str, key: str, data: dict, **fields: Any) -> list[tuple]:
-        """The operations writing a record: its intake JSON (``data``, chunked), its content hash,
+    def record_write(self, kind: str, key: str, data: dict, **fields: Any) -> list[Op]:
+        """The operations writing a record: its intake JSON (``data``), its content hash,
         ``fields`` and its dirty marker (:meth:`marked_write`)."""
         h = content_hash(data)
         rec = {
             "PartitionKey": self.club_id,
             "RowKey": kind + key,
-            **split_record(json.dumps(data)),
+            DATA: data,
             "hash": h,
             **fields,
             "updated_at": self.now(),
@@ -126,7 +125,7 @@ class ClubRecords:
         return "left"
 
     def upsert_activities(self, activities: Sequence[Activity]) -> None:
-        ops: list[tuple] = []
+        ops: list[Op] = []
         for act in activities:
             data = act.model_dump(mode="json", by_alias=True, exclude_none=True)
             ops += self.record_write(A, act.activity_id, data, deleted=False, start_time=act.start_time.astimezone(UTC))
@@ -185,13 +184,13 @@ class ClubRecords:
             params["end"] = end
         return (activity_from_row(r) for r in self.t.query(flt, parameters=params, partition_key=self.club_id))
 
-    def dirty_markers(self) -> list[dict]:
+    def dirty_markers(self) -> list[Row]:
         """The club's dirty marker rows (``RowKey``, ``hash``, ``_etag``): the records written since
         the last run that committed them."""
         flt, params = key_range(D)
         return list(self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey", "hash"]))
 
-    def load_rows(self, prefix: str, ids: set[str]) -> dict[str, dict]:
+    def load_rows(self, prefix: str, ids: set[str]) -> dict[str, Row]:
         """The rows of kind ``prefix`` with these ids (point reads, or one range scan for many)."""
         if not ids:
             return {}
@@ -233,7 +232,7 @@ class ClubRecords:
         sent: list[tuple[str, StoredPerson | StoredActivity]] = [(P, p) for p in sel.all_persons()]
         sent += [(A, a) for a in sel.activities + sel.deletes]
         ops = [
-            (
+            Op(
                 "upsert",
                 {
                     "PartitionKey": self.club_id,
@@ -247,7 +246,7 @@ class ClubRecords:
         if ops:
             self.t.submit(ops)
         deletes = [
-            ("delete", {"PartitionKey": self.club_id, "RowKey": rk}, {"etag": etag}) for rk, etag in sel.dirty_markers
+            Op("delete", {"PartitionKey": self.club_id, "RowKey": rk}, {"etag": etag}) for rk, etag in sel.dirty_markers
         ]
         try:
             if deletes:
@@ -255,9 +254,9 @@ class ClubRecords:
         except Conflict:
             # some marker was rewritten during the run: clear the others one by one, keep that one
             kept = 0
-            for _, entity, opts in deletes:
+            for op in deletes:
                 try:
-                    self.t.delete(self.club_id, entity["RowKey"], etag=opts["etag"])
+                    self.t.delete(self.club_id, op.entity["RowKey"], etag=op.options.get("etag"))
                 except Conflict:
                     kept += 1
             log.info("club %s: %d record(s) changed during the export; they go in the next run", self.club_id, kept)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.nif.models import MembershipRequest, NifMembershipResponse, membership_status
+
+if TYPE_CHECKING:
+    from shared.tables_contract import StorageTable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
 
 
-def _table() -> Any:
+def _table() -> StorageTable:
     from shared.tables import get_table_store
 
     return get_table_store().table(TABLE)

@@ -21,19 +21,22 @@ level, hence the twins.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.http import ApiRequest
 from shared.nif.queue import entities as E
 from shared.nif.queue.rows import entity_to_state, is_ended, row_data, row_version
 from shared.problems import FieldError, bad_request, not_found
 
+if TYPE_CHECKING:
+    from shared.tables_contract import Storage
+
 STATUSES = ("active", "cancelled", "ended", "merged")
 DEFAULT_STATUSES = ("active", "cancelled")
 MAX_PAGE = 500
 
 
-def _store() -> Any:
+def _store() -> Storage:
     from shared.tables import get_table_store
 
     return get_table_store()
@@ -210,7 +213,7 @@ def public_view(entity: str, data: dict[str, Any] | None, hidden: set[str]) -> d
 
 
 class _Reader:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Storage) -> None:
         self.store = store
         self._merge: dict[int, int | None] = {}
 

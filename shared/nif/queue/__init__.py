@@ -7,8 +7,8 @@ Modules (nothing runs at import time; the Azure SDKs are imported lazily by the 
 - ``entities``   pure: the 11 known entities, projection table names, keys, tolerant models.
 - ``merge``      pure: per-field last-writer-wins delta merge, tombstones, informational
                  snapshots (``apply_change``, ``fold``).
-- ``journal``    journal rows (raw body chunked below the 64 KiB property limit).
-- ``rows``       pure: a merged row state to a projection row and back (``data`` chunking).
+- ``journal``    journal rows (raw body in segments of one entity; the adapter splits properties).
+- ``rows``       pure: a merged row state to a projection row and back.
 - ``links``      pure: ``NifLinks`` / ``NifMergeMap`` rows, merge chains (``survivor_of``).
 - ``processor``  journal-first processing over the table adapter: single and batch paths,
                  per-message isolation, quarantine, outcomes; rebuild from the journal.

@@ -2,30 +2,40 @@
 
 A row is read (or taken from the :class:`~shared.nif.queue.cache.RowCache`, or assumed absent when
 an Added change is among its changes), merged with :func:`shared.nif.queue.merge.fold` and
-written with ``update(etag=…)`` or create-if-absent. On :class:`~shared.tables.Conflict` the row
-is re-read and the merge redone, at most :data:`MAX_CONFLICT_RETRIES` times; then
-:class:`ConflictRetriesExhausted` is raised so the message is redelivered.
+written with ``update(etag=…)`` or create-if-absent, through a handle opened with ``chunked=True``
+(:func:`projection_table`: the adapter splits a long ``data``). On :class:`~shared.tables.Conflict`
+the row is re-read and the merge redone, at most :data:`MAX_CONFLICT_RETRIES` times; then
+:class:`ConflictRetriesExhausted` (a :class:`~shared.tables.TransientStorageError`) is raised so
+the message is redelivered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from shared.nif.queue.cache import CacheKey, RowCache
 from shared.nif.queue.envelope import ChangeType, Envelope
 from shared.nif.queue.merge import RowState, fold
 from shared.nif.queue.pools import write_ops
 from shared.nif.queue.rows import entity_to_state, state_to_entity
+from shared.tables import Conflict, TransientStorageError
+from shared.tables_contract import Op, Row, Storage, StorageTable
 
 MAX_CONFLICT_RETRIES = 8
 
 #: A row read while the journal row was being written: ``(row or None,)``.
-Prefetched = tuple[dict[str, Any] | None]
+Prefetched = tuple[Row | None]
 
 
-class ConflictRetriesExhausted(RuntimeError):
-    """Too many concurrent writers on one row: raise so the message is redelivered."""
+class ConflictRetriesExhausted(TransientStorageError):
+    """Too many concurrent writers on one row: like any transient storage error, the message is
+    redelivered."""
+
+
+def projection_table(store: Storage, table_name: str) -> StorageTable:
+    """The handle every projection write goes through: ``chunked=True``, so a ``data`` longer than
+    one property holds is stored in pieces by the adapter (reading needs no option)."""
+    return store.table(table_name, chunked=True)
 
 
 @dataclass
@@ -49,13 +59,11 @@ def _adds(envs: list[Envelope]) -> bool:
 
 
 def apply_row(
-    store: Any, cache: RowCache, key: CacheKey, envs: list[Envelope], prefetched: Prefetched | None = None
+    store: Storage, cache: RowCache, key: CacheKey, envs: list[Envelope], prefetched: Prefetched | None = None
 ) -> Touched:
     """One row, ETag-conditional, retried on Conflict."""
-    from shared.tables import Conflict
-
     table_name, pk, rk = key
-    table = store.table(table_name)
+    table = projection_table(store, table_name)
     entity = envs[0].entity
     force_read = False
     for _ in range(MAX_CONFLICT_RETRIES):
@@ -88,18 +96,16 @@ def apply_row(
     raise ConflictRetriesExhausted(f"row {table_name}/{pk}/{rk} kept changing")
 
 
-def apply_rows(store: Any, cache: RowCache, table_name: str, rows: dict[CacheKey, list[Envelope]]) -> list[Touched]:
+def apply_rows(store: Storage, cache: RowCache, table_name: str, rows: dict[CacheKey, list[Envelope]]) -> list[Touched]:
     """Several rows of one table: one range read and transactions per partition."""
-    from shared.tables import Conflict
-
-    table = store.table(table_name)
+    table = projection_table(store, table_name)
     by_pk: dict[str, list[CacheKey]] = {}
     for key in rows:
         by_pk.setdefault(key[1], []).append(key)
     optimistic = True
     for _ in range(MAX_CONFLICT_RETRIES):
         touched: list[Touched] = []
-        ops: list[tuple[Any, ...]] = []
+        ops: list[Op] = []
         for pk, keys in by_pk.items():
             # rows that only this batch can have created (an Added among their changes) are
             # created without a read first; any Conflict re-reads everything
@@ -116,9 +122,9 @@ def apply_rows(store: Any, cache: RowCache, table_name: str, rows: dict[CacheKey
                     continue
                 ent = state_to_entity(after, pk, key[2])
                 if row is None:
-                    ops.append(("create", ent))
+                    ops.append(Op("create", ent))
                 else:
-                    ops.append(("update", ent, {"etag": row.get("_etag"), "replace": True}))
+                    ops.append(Op("update", ent, {"etag": row.get("_etag"), "replace": True}))
         try:
             write_ops(table, ops)
         except Conflict:
@@ -130,7 +136,7 @@ def apply_rows(store: Any, cache: RowCache, table_name: str, rows: dict[CacheKey
     raise ConflictRetriesExhausted(f"table {table_name}: rows kept changing")
 
 
-def _read_rows(table: Any, pk: str, rks: list[str]) -> dict[str, dict[str, Any]]:
+def _read_rows(table: StorageTable, pk: str, rks: list[str]) -> dict[str, Row]:
     if len(rks) == 1:
         row = table.get(pk, rks[0])
         return {rks[0]: row} if row else {}

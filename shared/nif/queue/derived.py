@@ -13,14 +13,18 @@ Written after the rows' own projection write, every step idempotent:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.nif.queue import entities
-from shared.nif.queue.apply import MAX_CONFLICT_RETRIES, ConflictRetriesExhausted, Touched
+from shared.nif.queue.apply import MAX_CONFLICT_RETRIES, ConflictRetriesExhausted, Touched, projection_table
 from shared.nif.queue.cache import RowCache
 from shared.nif.queue.links import MERGE_KINDS, link_rows, merge_row, survivor_of
 from shared.nif.queue.pools import links_pool, write_per_partition
 from shared.nif.queue.rows import entity_to_state, is_ended, state_to_entity
+from shared.tables_contract import Op
+
+if TYPE_CHECKING:
+    from shared.tables_contract import Row, Storage
 
 #: Field names of the merged-away ids each entity may carry.
 _MERGED_IDS = {
@@ -33,14 +37,14 @@ _MERGED_IDS = {
 Mark = tuple[str, int, int]
 
 
-def write_links(store: Any, touched: list[Touched], *, redelivered: bool) -> None:
+def write_links(store: Storage, touched: list[Touched], *, redelivered: bool) -> None:
     """Index rows of freshly written rows (new ones, or whose links changed; all on redelivery)."""
-    ops: list[tuple[Any, ...]] = []
+    ops: list[Op] = []
     for t in touched:
         links = entities.links_of(t.entity, t.after.data)
         old_links = entities.links_of(t.entity, t.before.data) if t.before is not None else {}
         if links and (redelivered or links != old_links or t.before is None):
-            ops.extend(("upsert", r) for r in link_rows(t.entity, t.after.object_id, links))
+            ops.extend(Op("upsert", r) for r in link_rows(t.entity, t.after.object_id, links))
     if ops:
         write_per_partition(store.table(entities.LINKS_TABLE), ops, pool=links_pool)
 
@@ -54,21 +58,21 @@ def _newly_merged(t: Touched, *, redelivered: bool) -> list[int]:
     return sorted(i for i in new if i != t.after.object_id)
 
 
-def write_merges(store: Any, cache: RowCache, touched: list[Touched], *, redelivered: bool) -> None:
+def write_merges(store: Storage, cache: RowCache, touched: list[Touched], *, redelivered: bool) -> None:
     """Merge-map rows and ``MergedInto`` marks for the merges the touched rows announce or end."""
-    merge_ops: list[tuple[Any, ...]] = []
+    merge_ops: list[Op] = []
     marks: list[Mark] = []
     ended: list[Touched] = []
     for t in touched:
         after = t.after
         if t.entity == "TpPerson":
             for pid in _newly_merged(t, redelivered=redelivered):
-                merge_ops.append(("upsert", merge_row("person", pid, after.object_id)))
+                merge_ops.append(Op("upsert", merge_row("person", pid, after.object_id)))
                 marks.extend(_memberships_of_person(store, pid, after.object_id))
         elif t.entity in MERGE_KINDS:
             survivor_person = entities.links_of(t.entity, after.data).get("personId")
             for mid in _newly_merged(t, redelivered=redelivered):
-                merge_ops.append(("upsert", merge_row(MERGE_KINDS[t.entity], mid, after.object_id, survivor_person)))
+                merge_ops.append(Op("upsert", merge_row(MERGE_KINDS[t.entity], mid, after.object_id, survivor_person)))
                 if survivor_person:
                     marks.append((t.entity, mid, survivor_person))
             if is_ended(after) and after.merged_into is None:
@@ -81,7 +85,7 @@ def write_merges(store: Any, cache: RowCache, touched: list[Touched], *, redeliv
         _mark_merged(store, cache, entity, object_id, survivor)
 
 
-def _memberships_of_person(store: Any, person_id: int, survivor: int) -> list[Mark]:
+def _memberships_of_person(store: Storage, person_id: int, survivor: int) -> list[Mark]:
     links = store.table(entities.LINKS_TABLE)
     p = entities.pad(person_id)
     out = []
@@ -98,7 +102,7 @@ def _memberships_of_person(store: Any, person_id: int, survivor: int) -> list[Ma
     return out
 
 
-def _merged_ends(store: Any, ended: list[Touched]) -> list[Mark]:
+def _merged_ends(store: Storage, ended: list[Touched]) -> list[Mark]:
     """Ended memberships whose person (or membership id) was merged away → merged, not left."""
     persons = {pid for t in ended if (pid := entities.links_of(t.entity, t.after.data).get("personId")) is not None}
     person_map = {old: int(r["SurvivorId"]) for old, r in _lookup(store, "person", persons).items()}
@@ -117,7 +121,7 @@ def _merged_ends(store: Any, ended: list[Touched]) -> list[Mark]:
     return out
 
 
-def _lookup(store: Any, partition: str, ids: set[int]) -> dict[int, dict[str, Any]]:
+def _lookup(store: Storage, partition: str, ids: set[int]) -> dict[int, Row]:
     """Merge-map rows of ``partition`` for ``ids`` (one point read or one range query)."""
     if not ids:
         return {}
@@ -134,13 +138,13 @@ def _lookup(store: Any, partition: str, ids: set[int]) -> dict[int, dict[str, An
     return {int(r["OldId"]): r for r in rows if int(r["OldId"]) in ids}
 
 
-def _mark_merged(store: Any, cache: RowCache, entity: str, object_id: int, survivor: int) -> None:
+def _mark_merged(store: Storage, cache: RowCache, entity: str, object_id: int, survivor: int) -> None:
     """Set ``MergedInto`` on an existing membership row (ETag-conditional, idempotent)."""
     from shared.tables import Conflict
 
     table_name = entities.PROJECTION_TABLES[entity]
     pk, rk = entities.row_keys(entity, True, object_id)
-    table = store.table(table_name)
+    table = projection_table(store, table_name)
     for _ in range(MAX_CONFLICT_RETRIES):
         row = table.get(pk, rk)
         if row is None:

@@ -6,29 +6,46 @@ message maps onto the same row (idempotent insert), consecutive messages share a
 batch journals in one transaction), and a partition scan returns messages in queue order.
 Without a sequence number (never from Service Bus) the message id is the key, partition ``msgid``.
 
-The raw body is kept in chunks ``Body00``, ``Body01``, ... below the 64 KiB property limit
-(30 000 UTF-16 code units of text for a UTF-8 body, which is how the service counts a string, so
-an emoji takes two; else 60 000 bytes of binary), 14 chunks in the row (an entity holds at most
-1 MiB); the rest goes to ``NifJournalOverflow`` rows (``PartitionKey = <pk>-<rk>``, ``RowKey`` =
-chunk number), written before the journal row. Properties too large for the ``Meta`` column
-(Service Bus allows 64 KB of them) go to overflow rows ``m000000``… the same way, so a journal
-row can always be written, whatever the message carries.
+The raw body is kept whole in ``Body`` (text for a UTF-8 body, which is cheaper to store, else
+binary), written through tables opened with ``chunked=True``: the adapter splits a value longer
+than one property holds into pieces (:mod:`shared.tables_contract`). One entity holds at most
+1 MiB, so the row keeps the first :data:`SEGMENT_UNITS` UTF-16 code units of text (an emoji takes
+two, :mod:`shared.textsize`) or :data:`SEGMENT_BYTES` of binary, ~840 KB; each further segment of
+that size is a ``NifJournalOverflow`` row (``PartitionKey = <pk>-<rk>``, ``RowKey = b00001``…,
+``Chunk``), written before the journal row. Message properties longer than
+:data:`PROPS_IN_ROW_UNITS` (Service Bus allows 64 KB of them, more once JSON escapes them) go to
+overflow rows ``p00000``… the same way, so a journal row can always be written, whatever the
+message carries. Both decisions depend on the message alone, so the quarantine row built from the
+same message finds the same overflow rows.
+
+Rows written before the adapter chunked values (``Body00``… in the row, 14 of them, then overflow
+rows ``000014``…; spilled properties in ``m00000``…) are still read: :func:`raw_from_journal`
+tells the layouts apart by ``Meta`` (``segs`` now, ``chunks`` then). Their overflow rows use other
+RowKeys, so a redelivered message written again in the current layout never reads them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.nif.queue.envelope import Envelope, PoisonMessage, RawMessage, parse_envelope
 from shared.textsize import CHUNK_UNITS, text_chunks, utf16_units
 
-CHUNK = 60_000  # bytes per binary chunk (a property holds at most 64 KiB)
-TEXT_CHUNK = CHUNK_UNITS  # UTF-16 code units per text chunk (shared/textsize.py)
-IN_ROW_CHUNKS = 14  # ~840 KB in the row (an entity holds at most 1 MiB)
+#: One segment: what the journal row (and each overflow row) holds of a body. 14 property pieces
+#: of the adapter (30 000 units / 60 000 bytes each) leave room in the 1 MiB entity for ``Meta``.
+SEGMENT_UNITS = 14 * CHUNK_UNITS
+SEGMENT_BYTES = 14 * 60_000
+#: Message properties (with user properties and content type, as JSON) kept in ``Meta``; longer
+#: ones go to overflow rows.
+PROPS_IN_ROW_UNITS = 60_000
 SEQ_PARTITION = 1_000
+#: Keys of ``Meta`` that move to overflow rows when they are too long for the row.
+_SPILLED = ("props", "user", "ctype")
+#: The earlier layout (read only): 14 chunks ``Body00``… in the row.
+_LEGACY_IN_ROW = 14
 
 
 def journal_keys(raw: RawMessage) -> tuple[str, str]:
@@ -37,21 +54,27 @@ def journal_keys(raw: RawMessage) -> tuple[str, str]:
     return "msgid", raw.journal_key
 
 
-def body_chunks(body: bytes) -> tuple[str, list[str] | list[bytes]]:
-    """``("text", [str…])`` for UTF-8 bodies (cheaper to store), else ``("binary", [bytes…])``."""
+def body_segments(body: bytes) -> tuple[str, list[str] | list[bytes]]:
+    """``("text", [str…])`` for UTF-8 bodies, else ``("binary", [bytes…])``: at least one segment
+    (empty for an empty body), each at most :data:`SEGMENT_UNITS` / :data:`SEGMENT_BYTES`."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "binary", [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)]
-    return "text", text_chunks(text)
+        return "binary", [body[i : i + SEGMENT_BYTES] for i in range(0, len(body), SEGMENT_BYTES)]
+    return "text", text_chunks(text, SEGMENT_UNITS) or [""]
 
 
 def needs_overflow(row: dict[str, Any]) -> bool:
     """Whether reading ``row`` back needs its ``NifJournalOverflow`` rows."""
+    meta = _meta(row)
+    if "segs" in meta:
+        return int(meta["segs"]) > 1 or bool(meta.get("propsRows"))
+    return int(meta.get("chunks") or 0) > _LEGACY_IN_ROW or bool(meta.get("propsChunks"))
+
+
+def _meta(row: dict[str, Any]) -> dict[str, Any]:
     meta = row.get("Meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta)
-    return int(meta.get("chunks") or 0) > IN_ROW_CHUNKS or bool(meta.get("propsChunks"))
+    return json.loads(meta) if isinstance(meta, str) else meta
 
 
 def _iso(value: Any) -> str | None:
@@ -65,11 +88,12 @@ def journal_rows(
 
     Columns: ``MessageId``, ``Entity`` (canonical name; ``""`` when it was poison), ``Meta``
     (JSON: sequence number, enqueued time, delivery count, application/user properties, content
-    type, parsed envelope or poison reason, body length/encoding/chunks), ``Body00``… (the raw
-    body). Few columns on purpose: every property costs serialisation in a batch transaction.
+    type, parsed envelope or poison reason, body length/encoding/segments), ``Body`` (the raw
+    body's first segment). Few columns on purpose: every property costs serialisation in a batch
+    transaction. Write both lists through tables opened with ``chunked=True``.
     """
     pk, rk = journal_keys(raw)
-    encoding, chunks = body_chunks(raw.body)
+    encoding, segments = body_segments(raw.body)
     meta: dict[str, Any] = {
         "seq": raw.sequence_number,
         "enq": _iso(raw.enqueued_time_utc),
@@ -77,7 +101,7 @@ def journal_rows(
         "props": dict(raw.application_properties),
         "len": len(raw.body),
         "enc": encoding,
-        "chunks": len(chunks),
+        "segs": len(segments),
         "at": datetime.now(UTC).isoformat(),
     }
     if raw.user_properties:
@@ -88,18 +112,19 @@ def journal_rows(
         meta.update(known=env.known, objectId=env.object_id, changeType=int(env.change_type), version=env.version)
     else:
         meta["poison"] = poison.reason if poison else "unparsed"
+    overflow_pk = f"{pk}-{rk}"
     overflow = [
-        {"PartitionKey": f"{pk}-{rk}", "RowKey": f"{i:06d}", "Chunk": chunk}
-        for i, chunk in enumerate(chunks[IN_ROW_CHUNKS:], start=IN_ROW_CHUNKS)
+        {"PartitionKey": overflow_pk, "RowKey": f"b{i:05d}", "Chunk": segment}
+        for i, segment in enumerate(segments[1:], start=1)
     ]
-    if utf16_units(json.dumps(meta, ensure_ascii=False, separators=(",", ":"), default=str)) > TEXT_CHUNK:
-        props = json.dumps(
-            {"props": meta.pop("props"), "user": meta.pop("user", None)}, ensure_ascii=False, default=str
-        )
-        pieces = text_chunks(props)
-        meta["propsChunks"] = len(pieces)
+    spilled = json.dumps({k: meta[k] for k in _SPILLED if k in meta}, ensure_ascii=False, default=str)
+    if utf16_units(spilled) > PROPS_IN_ROW_UNITS:
+        pieces = text_chunks(spilled, SEGMENT_UNITS)
+        for k in _SPILLED:
+            meta.pop(k, None)
+        meta["propsRows"] = len(pieces)
         overflow.extend(
-            {"PartitionKey": f"{pk}-{rk}", "RowKey": f"m{i:05d}", "Chunk": piece} for i, piece in enumerate(pieces)
+            {"PartitionKey": overflow_pk, "RowKey": f"p{i:05d}", "Chunk": piece} for i, piece in enumerate(pieces)
         )
     row: dict[str, Any] = {
         "PartitionKey": pk,
@@ -107,26 +132,27 @@ def journal_rows(
         "MessageId": raw.message_id[:1024],  # Service Bus caps ids at 128 characters
         "Entity": env.entity if env is not None else "",
         "Meta": meta,
+        "Body": segments[0],
     }
-    for i, chunk in enumerate(chunks[:IN_ROW_CHUNKS]):
-        row[f"Body{i:02d}"] = chunk
     return row, overflow
 
 
-def raw_from_journal(row: dict[str, Any], overflow: Iterator[dict[str, Any]] | None = None) -> RawMessage:
-    """Rebuild the delivered message from its journal row (and overflow rows, in order)."""
-    meta = row.get("Meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta)
-    n = int(meta.get("chunks") or 0)
-    parts = [row.get(f"Body{i:02d}") for i in range(min(n, IN_ROW_CHUNKS))]
-    extra = sorted(overflow or [], key=lambda r: r["RowKey"])
-    body_rows = [r for r in extra if not r["RowKey"].startswith("m")]
-    if n > IN_ROW_CHUNKS:
-        parts.extend(r["Chunk"] for r in body_rows)
-    if meta.get("propsChunks"):
-        spilled = json.loads("".join(r["Chunk"] for r in extra if r["RowKey"].startswith("m")))
-        meta = {**meta, "props": spilled.get("props"), "user": spilled.get("user")}
+def raw_from_journal(row: dict[str, Any], overflow: Iterable[dict[str, Any]] | None = None) -> RawMessage:
+    """Rebuild the delivered message from its journal row (and its overflow rows, in any order),
+    written in the current layout or the earlier one (module docstring)."""
+    meta = _meta(row)
+    extra = {r["RowKey"]: r.get("Chunk") for r in overflow or []}
+    if "segs" in meta:
+        n = int(meta["segs"])
+        parts = [row.get("Body"), *(extra.get(f"b{i:05d}") for i in range(1, n))]
+        spilled = [extra.get(f"p{i:05d}") for i in range(int(meta.get("propsRows") or 0))]
+    else:  # the earlier layout
+        n = int(meta.get("chunks") or 0)
+        parts = [row.get(f"Body{i:02d}") for i in range(min(n, _LEGACY_IN_ROW))]
+        parts += [extra.get(f"{i:06d}") for i in range(_LEGACY_IN_ROW, n)]
+        spilled = [extra[k] for k in sorted(extra) if k.startswith("m")] if meta.get("propsChunks") else []
+    if spilled:
+        meta = {**meta, **json.loads("".join(p or "" for p in spilled))}
     if meta.get("enc") == "binary":
         body = b"".join(bytes(p or b"") for p in parts)
     else:

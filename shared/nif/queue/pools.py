@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+    from shared.tables_contract import Op, StorageTable
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
@@ -58,16 +60,14 @@ def parallel[T](jobs: list[Callable[[], T]], *, pool: Callable[[], ThreadPoolExe
     return results
 
 
-def write_ops(table: Any, ops: list[tuple[Any, ...]]) -> None:
+def write_ops(table: StorageTable, ops: list[Op]) -> None:
     """One operation as a plain call (cheaper than a transaction of one), more as transactions."""
     if not ops:
         return
     if len(ops) > 1:
         table.submit(ops)
         return
-    op = ops[0]
-    kind, entity = op[0], op[1]
-    opts = op[2] if len(op) > 2 else {}
+    kind, entity, opts = ops[0]
     if kind == "upsert":
         table.upsert(entity, replace=bool(opts.get("replace")))
     elif kind == "create":
@@ -76,16 +76,16 @@ def write_ops(table: Any, ops: list[tuple[Any, ...]]) -> None:
         if not table.insert(entity):
             raise Conflict("row exists")
     elif kind == "update":
-        table.update(entity, etag=opts["etag"], replace=bool(opts.get("replace")))
+        table.update(entity, etag=opts.get("etag") or "*", replace=bool(opts.get("replace")))
     else:
         table.submit(ops)
 
 
 def write_per_partition(
-    table: Any, ops: list[tuple[Any, ...]], *, pool: Callable[[], ThreadPoolExecutor] = main_pool
+    table: StorageTable, ops: list[Op], *, pool: Callable[[], ThreadPoolExecutor] = main_pool
 ) -> None:
     """``ops`` grouped by PartitionKey (a transaction holds one partition), the groups in parallel."""
-    by_partition: dict[str, list[tuple[Any, ...]]] = {}
+    by_partition: dict[str, list[Op]] = {}
     for op in ops:
-        by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
+        by_partition.setdefault(op.entity["PartitionKey"], []).append(op)
     parallel([partial(write_ops, table, group) for group in by_partition.values()], pool=pool)

@@ -1,8 +1,9 @@
 """Journal-first processing of NIF queue messages over the table adapter.
 
-``QueueProcessor(store)`` works with anything shaped like :class:`shared.tables.TableStore`
-(``store.table(name)`` → get/insert/upsert/update/delete/query/submit): the Azurite/Azure
+``QueueProcessor(store)`` works with any :class:`shared.tables_contract.Storage`: the Azurite/Azure
 adapter in production and tests, ``devtools.memtables.MemoryTableStore`` in the property tests.
+Tables holding values longer than one property (journal, overflow, quarantine, projections) are
+opened with ``chunked=True``.
 
 Per message (single path) and per batch (batch path):
 
@@ -30,20 +31,23 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared import lifecycle
 from shared.nif.queue import entities
-from shared.nif.queue.apply import ConflictRetriesExhausted, Prefetched, Touched, apply_row, apply_rows
+from shared.nif.queue.apply import Prefetched, Touched, apply_row, apply_rows, projection_table
 from shared.nif.queue.cache import CacheKey, RowCache
 from shared.nif.queue.confirm import Confirm, confirm_traces, default_confirm
 from shared.nif.queue.derived import write_links, write_merges
 from shared.nif.queue.envelope import ChangeType, Envelope, PoisonMessage, RawMessage
 from shared.nif.queue.journal import classify, journal_rows
 from shared.nif.queue.pools import main_pool, parallel
+from shared.tables_contract import Op
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from shared.tables_contract import Row, Storage
 
 log = logging.getLogger("shared.nif.queue")
 
@@ -66,7 +70,7 @@ class Outcome:
 class QueueProcessor:
     def __init__(
         self,
-        store: Any,
+        store: Storage,
         *,
         confirm: Confirm | None = None,
         cache: RowCache | None = None,
@@ -94,14 +98,14 @@ class QueueProcessor:
             env, redelivered=not created or (raw.delivery_count or 1) > 1, prefetched=fetched
         )
 
-    def _prefetch(self, env: Envelope) -> Future[dict[str, Any] | None] | None:
+    def _prefetch(self, env: Envelope) -> Future[Row | None] | None:
         """Read the row while the journal row is written (a read has no effect, so journal-first
         still holds: nothing is written before the journal row exists)."""
         table = entities.table_for(env.entity, env.known)
         pk, rk = entities.row_keys(env.entity, env.known, env.object_id)
         if env.change_type is ChangeType.ADDED or self.cache.get((table, pk, rk)) is not None:
             return None
-        t = self.store.table(table)
+        t = projection_table(self.store, table)
         return main_pool().submit(lambda: t.get(pk, rk))
 
     # ------------------------------------------------------------------ batch
@@ -125,7 +129,7 @@ class QueueProcessor:
             redelivered = any((r.delivery_count or 1) > 1 for r in raws)
             try:
                 outcomes.extend(self._apply_envelopes(envs, redelivered=redelivered))
-            except (TransientStorageError, Conflict, ConflictRetriesExhausted):
+            except (TransientStorageError, Conflict):  # ConflictRetriesExhausted is transient
                 raise
             except Exception as exc:  # noqa: BLE001 - see _apply_failure
                 # a row the service refuses (too large, bad property) or a message our code
@@ -144,7 +148,7 @@ class QueueProcessor:
 
         try:
             return self._apply_envelopes([env], redelivered=redelivered, prefetched=prefetched)[0]
-        except (TransientStorageError, Conflict, ConflictRetriesExhausted):
+        except (TransientStorageError, Conflict):  # ConflictRetriesExhausted is transient
             raise
         except Exception as exc:  # noqa: BLE001 - refused row or a bug: redelivery cannot help
             reason = _apply_failure(exc)
@@ -156,21 +160,22 @@ class QueueProcessor:
         self, items: Iterable[tuple[RawMessage, Envelope | None, PoisonMessage | None]], *, batch: bool = False
     ) -> bool:
         """Write journal rows; returns True if (single path) the row was new."""
-        journal = self.store.table(entities.JOURNAL_TABLE)
+        journal = self.store.table(entities.JOURNAL_TABLE, chunked=True)
         rows, overflow = [], []
         for raw, env, poison in items:
             row, extra = journal_rows(raw, env, poison)
             rows.append(row)
             overflow.extend(extra)
         if overflow:
-            self.store.table(entities.JOURNAL_OVERFLOW_TABLE).submit([("upsert", r) for r in overflow])
+            self.store.table(entities.JOURNAL_OVERFLOW_TABLE, chunked=True).submit(Op("upsert", r) for r in overflow)
         if batch or len(rows) > 1:
-            journal.submit([("upsert", r) for r in rows])
+            # REPLACE: a redelivered message journaled in the earlier layout keeps no Body00… beside Body
+            journal.submit(Op("upsert", r, {"replace": True}) for r in rows)
             return True
         return journal.insert(rows[0])
 
     def _quarantine(self, items: list[tuple[RawMessage, PoisonMessage]]) -> None:
-        q = self.store.table(entities.QUARANTINE_TABLE)
+        q = self.store.table(entities.QUARANTINE_TABLE, chunked=True)
         ops = []
         for raw, poison in items:
             row, _ = journal_rows(raw, None, poison)
@@ -183,7 +188,7 @@ class QueueProcessor:
                 Reason=poison.reason,
                 Status="quarantined",
             )
-            ops.append(("upsert", row))
+            ops.append(Op("upsert", row))
             # event name and ids in the text: the Functions worker ships only the message to App Insights
             log.warning(
                 "queue.quarantined message_id=%s sequence_number=%s reason=%s",

@@ -15,18 +15,19 @@ import argparse
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.nif.queue import entities
 from shared.nif.queue.journal import needs_overflow, raw_from_journal
 
 if TYPE_CHECKING:
     from shared.nif.queue.processor import QueueProcessor
+    from shared.tables_contract import Row, Storage
 
 log = logging.getLogger("shared.nif.queue.quarantine")
 
 
-def list_quarantined(store: Any) -> list[dict[str, Any]]:
+def list_quarantined(store: Storage) -> list[Row]:
     return [
         r
         for r in store.table(entities.QUARANTINE_TABLE).query(partition_key="quarantined")
@@ -34,7 +35,7 @@ def list_quarantined(store: Any) -> list[dict[str, Any]]:
     ]
 
 
-def replay(store: Any, processor: QueueProcessor, ids: list[str] | None = None) -> dict[str, int]:
+def replay(store: Storage, processor: QueueProcessor, ids: list[str] | None = None) -> dict[str, int]:
     q = store.table(entities.QUARANTINE_TABLE)
     counts = {"replayed": 0, "still_poison": 0}
     for row in list_quarantined(store):

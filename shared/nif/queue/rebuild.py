@@ -14,23 +14,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.nif.queue import entities
 from shared.nif.queue.envelope import KNOWN_ENTITIES, normalise_entity_name
 from shared.nif.queue.journal import needs_overflow, raw_from_journal
+from shared.tables_contract import Op
 
 if TYPE_CHECKING:
     from shared.nif.queue.processor import QueueProcessor
+    from shared.tables_contract import Storage
 
 log = logging.getLogger("shared.nif.queue.rebuild")
 CHUNK = 500
 
 
-def _clear(store: Any, table_name: str) -> int:
+def _clear(store: Storage, table_name: str) -> int:
     table = store.table(table_name)
     ops = [
-        ("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
+        Op("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
         for r in table.query(select=["PartitionKey", "RowKey"])
     ]
     if ops:
@@ -38,7 +40,7 @@ def _clear(store: Any, table_name: str) -> int:
     return len(ops)
 
 
-def rebuild(store: Any, processor: QueueProcessor, target: str) -> dict[str, int]:
+def rebuild(store: Storage, processor: QueueProcessor, target: str) -> dict[str, int]:
     if target.lower() == "all":
         only: set[str] | None = None
         tables = [

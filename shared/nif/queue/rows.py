@@ -1,11 +1,15 @@
 """Projection rows: a merged :class:`~shared.nif.queue.merge.RowState` to a table entity and back.
 
 Few properties on purpose (each costs serialisation in a transaction): the current values in
-``data`` (JSON; split into ``data00``, ``data01``… with ``dataChunks`` when longer than a string
-property holds), the merge bookkeeping in ``st`` (JSON), and the promoted columns the readers
-use (``PersonId``, ``ClubId``, ``BranchId``, ``Deleted``, ``DeletedAt``, ``DeletedBy``,
-``SoftDeleted``, ``MergedInto``). Layout documented in docs/queue.md ("Table data model").
-Pure: the processor writes these entities, the mirror reads them.
+``data`` (JSON; written through a table opened with ``chunked=True``, so the adapter stores a
+value longer than one property holds in pieces, :mod:`shared.tables_contract`), the merge
+bookkeeping in ``st`` (JSON), and the promoted columns the readers use (``PersonId``, ``ClubId``,
+``BranchId``, ``Deleted``, ``DeletedAt``, ``DeletedBy``, ``SoftDeleted``, ``MergedInto``). Rows
+written before the adapter did that carry a long ``data`` as ``data00``, ``data01``… with
+``dataChunks``; :func:`row_data` still reads them (a projection write replaces the whole row, so
+the next change of such a row rewrites it in the current layout). Layout documented in
+docs/queue.md ("Table data model"). Pure: the processor writes these entities, the mirror reads
+them.
 """
 
 from __future__ import annotations
@@ -15,23 +19,17 @@ from typing import Any
 
 from shared.nif.queue import entities
 from shared.nif.queue.merge import RowState
-from shared.textsize import CHUNK_UNITS, text_chunks, utf16_units
+
+#: The earlier layout of a long ``data``: ``data00``, ``data01``… and their count.
+_LEGACY_CHUNKS = "dataChunks"
 
 
 def state_to_entity(state: RowState, pk: str, rk: str) -> dict[str, Any]:
     """The projection row of ``state``. ``None`` values are not stored."""
     links = entities.links_of(state.entity, state.data)
     soft = entities.as_bool(entities.field(state.data, *entities.SOFT_DELETE))
-    ent: dict[str, Any] = {}
-    text = json.dumps(state.data, ensure_ascii=False, separators=(",", ":"))
-    if utf16_units(text) > CHUNK_UNITS:  # a string property holds at most 32 768 UTF-16 code units
-        chunks = text_chunks(text, CHUNK_UNITS)
-        ent["dataChunks"] = len(chunks)
-        ent.update({f"data{i:02d}": c for i, c in enumerate(chunks)})
-    else:
-        ent["data"] = state.data
     return {
-        **ent,
+        "data": state.data,
         "PartitionKey": pk,
         "RowKey": rk,
         "ObjectId": state.object_id,
@@ -55,9 +53,9 @@ def state_to_entity(state: RowState, pk: str, rk: str) -> dict[str, Any]:
 
 
 def row_data(ent: dict[str, Any]) -> dict[str, Any]:
-    """The row's current values (reassembled when they were stored in chunks)."""
-    n = ent.get("dataChunks")
-    if n:
+    """The row's current values (also from a row written in the earlier ``data00``… layout)."""
+    n = ent.get(_LEGACY_CHUNKS)
+    if n and "data" not in ent:
         return json.loads("".join(ent.get(f"data{i:02d}") or "" for i in range(int(n))))
     return dict(ent.get("data") or {})
 
