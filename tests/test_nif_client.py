@@ -12,8 +12,9 @@ import pytest
 
 from devtools.nif_sandbox import NifSandbox
 from shared.config import Settings
-from shared.nif.client import NifClient, jwt_expiry, parse_nif_error, plan_refresh
-from shared.nif.errors import NifContractError, NifRejected, NifTimeout, NifUnavailable
+from shared.nif.client import NifClient
+from shared.nif.errors import NifContractError, NifRejected, NifTimeout, NifUnavailable, parse_nif_error
+from shared.nif.tokens import jwt_expiry, plan_refresh
 from tests.support import run_in_threads
 
 KEY = "test-subscription-key-123"

@@ -9,7 +9,6 @@ from datetime import date
 import pytest
 
 from shared.nif import lenient_json, rules
-from shared.nif.client import jwt_claims
 from shared.nif.models import (
     Country,
     MembershipRequest,
@@ -19,6 +18,7 @@ from shared.nif.models import (
     Sport,
     TokenResponse,
 )
+from shared.nif.tokens import jwt_claims
 from tests.support import event_names, event_text, load_event
 
 

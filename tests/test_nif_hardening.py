@@ -469,7 +469,7 @@ def test_short_structured_nif_message_is_shown_and_known_codes_get_our_sentence(
 
 
 def test_public_nif_message_rule() -> None:
-    from shared.nif.client import public_nif_message
+    from shared.nif.errors import public_nif_message
 
     assert public_nif_message("Club is passive.") == "Club is passive."
     assert public_nif_message("x" * 201) is None
@@ -512,7 +512,7 @@ def test_absurd_token_exp_is_ignored_not_a_500(app_host, storage, env, sensitive
 def test_expiry_helpers_never_raise() -> None:
     import base64
 
-    from shared.nif.client import _iso, jwt_expiry, plausible_expiry
+    from shared.nif.tokens import iso_utc, jwt_expiry, plausible_expiry
 
     for payload in (b"[" * 100_000, b'{"exp": ' + b"9" * 5000 + b"}", b'{"exp": 1e400}', b'{"exp": "soon"}'):
         token = "eyJhbGciOiJub25lIn0." + base64.urlsafe_b64encode(payload).rstrip(b"=").decode() + ".c2ln"
@@ -520,7 +520,7 @@ def test_expiry_helpers_never_raise() -> None:
 
     now = 1_772_366_400.0
     for value in (1e20, -1e12, float("inf"), float("nan"), 1e308):
-        assert _iso(value) is None
+        assert iso_utc(value) is None
         assert plausible_expiry(value, now) is None
     assert plausible_expiry(now + 3600, now) == now + 3600
     assert plausible_expiry(now - 60, now) == now - 60  # a small clock skew is kept

@@ -53,7 +53,7 @@ def problem_from_nif(exc: NifError, *, posted: bool = False) -> Problem:
     detail goes through the redactor as well, whoever built the exception.
     """
     from shared.logs import redact
-    from shared.nif.client import rejection_message
+    from shared.nif.errors import rejection_message
 
     if isinstance(exc, NifRejected):
         code = exc.nif_code

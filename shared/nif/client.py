@@ -12,47 +12,43 @@
   once and the call retried once.
 - **Caches**: sports and countries 24 h (process-wide), org structure 1 h per club.
 - Tokens and the subscription key are never logged nor put in exception messages.
-- **Error text**: a :class:`NifRejected` message is what a caller may see: our sentence for a
-  known NIF code, else NIF's own message when it is short and structured
-  (:func:`public_nif_message`), else our sentence with the HTTP status. NIF's raw body is never
-  passed on.
-- **Token expiry**: an ``exp`` that is not a finite number, or lies more than a day in the past or
-  more than a year ahead, is ignored (the token is cached for ``FALLBACK_TOKEN_LIFETIME``).
+- **Error answers** become the exceptions of :mod:`shared.nif.errors` (which also decides what a
+  caller may read of them); token expiry and refresh planning are :mod:`shared.nif.tokens`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import math
 import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared import lifecycle
 from shared.config import MissingSetting, Settings, get_settings
-from shared.logs import redact, register_secret
+from shared.logs import register_secret
 from shared.nif import lenient_json
-from shared.nif.errors import NifContractError, NifError, NifRejected, NifTimeout, NifUnavailable
+from shared.nif.errors import (
+    NifContractError,
+    NifRejected,
+    NifTimeout,
+    NifUnavailable,
+    error_from_response,
+    find_code,
+    rejection_message,
+)
 from shared.nif.models import Country, NifMembershipResponse, OrgStructure, Sport, TokenInfo, TokenResponse
+from shared.nif.tokens import CachedToken, iso_utc, jwt_expiry, plan_refresh, plausible_expiry
 
 log = logging.getLogger("shared.nif.client")
 
 REFERENCE_TTL_SECONDS = 24 * 3600
 ORG_TTL_SECONDS = 3600
-FALLBACK_TOKEN_LIFETIME = 3600  # the seed's sample token lives 1 h; used when exp is unreadable
-EXP_PAST_TOLERANCE = 24 * 3600  # an exp further in the past than this is not a clock skew: ignored
-EXP_MAX_AHEAD = 366 * 24 * 3600  # an exp further ahead than this is absurd: ignored
-PUBLIC_MESSAGE_MAX = 200  # NIF's own message is shown to callers only up to this length
 GET_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.2
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -60,179 +56,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
-
-
-# --- pure helpers -------------------------------------------------------------------------------
-
-
-def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The JWT payload, decoded WITHOUT verifying the signature; None if not a readable JWT."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
-    except (ValueError, RecursionError):  # not base64/JSON, a > 4300-digit integer, deep nesting
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def jwt_expiry(token: str) -> float | None:
-    """``exp`` as finite epoch seconds, or None (missing, not a number, infinite or too big)."""
-    claims = jwt_claims(token) or {}
-    exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-        return None
-    try:
-        value = float(exp)
-    except OverflowError:  # an int beyond float range
-        return None
-    return value if math.isfinite(value) else None
-
-
-def plausible_expiry(exp: float | None, now: float) -> float | None:
-    """``exp`` if it could be a real token's expiry seen at ``now``, else None (then the token
-    lives ``FALLBACK_TOKEN_LIFETIME``): at most a day in the past (clock skew), at most a year ahead."""
-    if exp is None or not math.isfinite(exp):
-        return None
-    if exp < now - EXP_PAST_TOLERANCE or exp > now + EXP_MAX_AHEAD:
-        return None
-    return exp
-
-
-_CODE_KEYS = ("nifCode", "code", "errorCode", "errorcode", "statusCode", "Code", "ErrorCode")
-_MESSAGE_KEYS = ("message", "Message", "errorMessage", "detail", "title", "responseMessage", "error")
-_CODE_IN_TEXT = re.compile(r"\b([13]\d{3})\b")
-
-
-def parse_nif_error(content: bytes | str) -> tuple[int | None, str | None]:
-    """(NIF code, message) from an error body of any plausible shape.
-
-    NIF doesn't document its error body. Accepted: ``{"code": 1007, "message": ...}`` (the
-    sandbox), ``errorCode``/``nifCode``/``statusCode`` spellings, ``{"error": {...}}``,
-    ``{"errors": [{...}]}``, a bare number, or text containing a 1xxx/3xxx code.
-    """
-    code, message, _structured = _parse_error(content)
-    return code, message
-
-
-def _parse_error(content: bytes | str) -> tuple[int | None, str | None, bool]:
-    """(code, message, whether the message came from a JSON error object's message field)."""
-    text = content.decode("utf-8", "replace") if isinstance(content, (bytes, bytearray)) else content
-    try:
-        data: Any = lenient_json.loads(text) if text.strip() else None
-    except (ValueError, RecursionError):
-        data = None
-    code, message = _find_code(data)
-    structured = message is not None
-    if code is None and (data is None or isinstance(data, str)):
-        match = _CODE_IN_TEXT.search(text)
-        code = int(match.group(1)) if match else None
-        message = message or (text.strip()[:300] or None)
-    return code, message, structured
-
-
-def public_nif_message(message: str | None) -> str | None:
-    """NIF's own message as a caller may see it, or None.
-
-    The rule: only a message taken from a JSON error body's message field (the caller checks
-    that), at most ``PUBLIC_MESSAGE_MAX`` characters, printable on one line, no markup (``<``,
-    ``>``), and nothing in it that the redactor would touch (a registered secret such as the
-    subscription key, a JWT, ``key=value`` secrets, a personnummer). Anything else is dropped
-    whole rather than shown half-redacted.
-    """
-    if not message:
-        return None
-    text = message.strip()
-    if not text or len(text) > PUBLIC_MESSAGE_MAX or "<" in text or ">" in text:
-        return None
-    if not text.isprintable():
-        return None
-    return text if redact(text) == text else None
-
-
-def rejection_message(status: int, code: int | None, nif_message: str | None) -> str:
-    """What a caller may read about a NIF rejection: our sentence for a code we know, NIF's
-    message when :func:`public_nif_message` allows it, else our sentence with the status/code."""
-    from shared.nif.rules import NIF_MESSAGES
-
-    if code is not None and code in NIF_MESSAGES:
-        return NIF_MESSAGES[code]
-    shown = public_nif_message(nif_message)
-    if shown:
-        return shown
-    if code is not None:
-        return f"NIF rejected the request with code {code}."
-    return f"NIF rejected the request (HTTP {status})."
-
-
-def _as_code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 1000 else None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) == 4:
-        return int(value.strip())
-    return None
-
-
-def _find_code(data: Any, depth: int = 0) -> tuple[int | None, str | None]:
-    if depth > 3:
-        return None, None
-    if isinstance(data, int):
-        return _as_code(data), None
-    if isinstance(data, list):
-        for item in data:
-            code, message = _find_code(item, depth + 1)
-            if code is not None:
-                return code, message
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    message = next((str(data[k]) for k in _MESSAGE_KEYS if isinstance(data.get(k), (str, int))), None)
-    for key in _CODE_KEYS:
-        code = _as_code(data.get(key))
-        if code is not None:
-            return code, message
-    for key in ("error", "errors", "Error", "Errors"):
-        if key in data:
-            code, inner = _find_code(data[key], depth + 1)
-            if code is not None:
-                return code, inner or message
-    return None, message
-
-
-def _iso(epoch: float | None) -> str | None:
-    """ISO 8601 UTC, or None when ``epoch`` is None or not representable (never raises: it is
-    used inside log calls)."""
-    if epoch is None:
-        return None
-    try:
-        return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-    except (OverflowError, ValueError, OSError, TypeError):
-        return None
-
-
-@dataclass(frozen=True)
-class CachedToken:
-    token: str
-    fetched_at: float
-    expires_at: float | None  # JWT exp
-    refresh_at: float
-
-    def info(self, club_id: int, mode: Literal["api", "static"]) -> TokenInfo:
-        return TokenInfo(
-            clubId=club_id, expiresAt=_iso(self.expires_at), fetchedAt=_iso(self.fetched_at) or "", mode=mode
-        )
-
-
-def plan_refresh(fetched_at: float, expires_at: float | None, margin: float) -> float:
-    """When to refresh a token: exp − margin, but never sooner than half its remaining life."""
-    exp = expires_at if expires_at is not None else fetched_at + FALLBACK_TOKEN_LIFETIME
-    remaining = max(0.0, exp - fetched_at)
-    return max(exp - margin, fetched_at + min(30.0, remaining / 2))
-
 
 # --- the client ---------------------------------------------------------------------------------
 
@@ -318,7 +141,7 @@ class NifClient:
         now = self._clock()
         exp = plausible_expiry(jwt_expiry(token), now)
         margin = float(self._settings.NIF_TOKEN_REFRESH_MARGIN_SECONDS)
-        log.info("NIF token obtained for club %s (mode %s, expires %s)", club_id, self.mode, _iso(exp))
+        log.info("NIF token obtained for club %s (mode %s, expires %s)", club_id, self.mode, iso_utc(exp))
         return CachedToken(token, now, exp, plan_refresh(now, exp, margin))
 
     def _static_token(self, club_id: int) -> str:
@@ -426,7 +249,7 @@ class NifClient:
                 return lenient_json.loads(resp.content)
             except ValueError:
                 raise NifContractError("NIF answered with a body that is not JSON", status=resp.status_code) from None
-        raise _error_from(resp)
+        raise error_from_response(resp)
 
     @overload
     def _validated(self, resp: httpx.Response, adapter: TypeAdapter[T], what: str) -> T: ...
@@ -503,7 +326,7 @@ class NifClient:
         resp = self._call("POST", "membership", club_id, json_body=body)
         data = self._json(resp)
         if isinstance(data, dict) and not any(k in data for k in ("personId", "traceId", "membershipId")):
-            code, message = _find_code(data)
+            code, message = find_code(data)
             if code is not None:  # an error code inside a 200
                 raise NifRejected(
                     rejection_message(resp.status_code, code, message), status=resp.status_code, nif_code=code
@@ -516,19 +339,6 @@ class NifClient:
 
 _SPORTS = TypeAdapter(list[Sport])
 _COUNTRIES = TypeAdapter(list[Country])
-
-
-def _error_from(resp: httpx.Response) -> NifError:
-    status = resp.status_code
-    if status >= 500:
-        return NifUnavailable(f"NIF answered HTTP {status}", status=status)
-    code, message, structured = _parse_error(resp.content)
-    if status in (401, 403):
-        return NifUnavailable(f"NIF refused our credentials (HTTP {status})", status=status)
-    if code is None and status not in (400, 404, 409, 422):
-        return NifUnavailable(f"NIF answered HTTP {status}", status=status)
-    return NifRejected(rejection_message(status, code, message if structured else None), status=status, nif_code=code)
-
 
 # --- process-wide instance ------------------------------------------------------------------------
 
