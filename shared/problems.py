@@ -10,7 +10,7 @@ holds that class and, unless they name their own, its subclasses::
 
     Exception
     ├── Problem                      shared.problems
-    ├── StorageError                 shared.tables
+    ├── StorageError                 shared.tables_codec
     │   ├── TransientStorageError
     │   │   └── ConflictRetriesExhausted shared.nif.queue.apply
     │   └── Conflict

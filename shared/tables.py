@@ -15,14 +15,14 @@ is Azure's (see docs/architecture.md for the interface):
   429, 5xx), :class:`Conflict` (409/412, or the row vanished under an update or a transaction),
   :class:`StorageError` (anything else);
 - in a table opened with ``chunked=True``, an entity larger than the service's 1 MiB is refused
-  before it is sent (:func:`encode_stored`; Azurite does not check it).
+  before it is sent (:func:`encode_stored`), as the service would refuse it (``EntityTooLarge``).
+
+Values and errors as the SDK sees them are :mod:`shared.tables_codec`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,9 +30,22 @@ from typing import TYPE_CHECKING, Any
 
 from shared import lifecycle
 from shared.tables_batch import build_changeset, changeset_failure, error_code
+from shared.tables_codec import (
+    TRANSIENT_STATUS,
+    Conflict,
+    StorageError,
+    TransientStorageError,
+    decode_continuation,
+    decode_entity,
+    decode_with_flag,
+    encode_continuation,
+    encode_entity,
+    encode_stored,
+    normalize_filter,
+    translate,
+)
 from shared.tables_contract import (
     JSON_SUFFIX,
-    MAX_ENTITY_BYTES,
     Op,
     OpKind,
     OpOptions,
@@ -40,14 +53,11 @@ from shared.tables_contract import (
     Storage,
     StorageTable,
     as_op,
-    decode_props,
-    encode_props,
     escape_key,
     expand_select,
     merges,
     plan_batches,
     project,
-    stored_size,
     unescape_key,
 )
 
@@ -77,131 +87,6 @@ __all__ = [
     "unescape_key",
 ]
 
-_INT32 = range(-(2**31), 2**31)
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-class StorageError(Exception):
-    """A storage operation failed and retrying the same call will not help."""
-
-
-class TransientStorageError(StorageError):
-    """Storage is unreachable, throttled or failing: let it propagate so the work is retried."""
-
-
-class Conflict(StorageError):
-    """The row changed (ETag mismatch), appeared (insert of an existing key) or vanished."""
-
-
-def encode_stored(entity: Mapping[str, Any], *, chunked: bool = False, merge: bool = False) -> dict[str, Any]:
-    """The properties to store (:func:`shared.tables_contract.encode_props`); in a ``chunked``
-    table, :class:`StorageError` if they exceed the service's 1 MiB per entity. Both stores use it."""
-    props = encode_props(entity, chunked=chunked, merge=merge)
-    if chunked:
-        size = stored_size(props)
-        if size > MAX_ENTITY_BYTES:
-            raise StorageError(f"entity too large: {size} bytes, at most {MAX_ENTITY_BYTES} (EntityTooLarge)")
-    return props
-
-
-def encode_entity(entity: Mapping[str, Any], *, chunked: bool = False, merge: bool = False) -> dict[str, Any]:
-    """Our entity → the SDK's entity dict (:func:`encode_stored`, ints beyond Int32 as Edm.Int64)."""
-    from azure.data.tables import EdmType, EntityProperty
-
-    out = encode_stored(entity, chunked=chunked, merge=merge)
-    for key, value in out.items():
-        if type(value) is int and value not in _INT32:
-            out[key] = EntityProperty(value, EdmType.INT64)
-    return out
-
-
-def _plain(value: Any) -> Any:
-    """An SDK ``EntityProperty`` (a named tuple: Int64, GUID, …) → its plain value."""
-    edm = getattr(value, "edm_type", None) if isinstance(value, tuple) else None
-    if edm is None:
-        return value
-    plain = value.value
-    return int(plain) if str(edm).endswith("INT64") or getattr(edm, "value", "") == "Edm.Int64" else plain
-
-
-def _decode(entity: Mapping[str, Any]) -> tuple[Row, bool]:
-    row, complete = decode_props({k: _plain(v) if isinstance(v, tuple) else v for k, v in entity.items()})
-    meta = getattr(entity, "metadata", None) or {}
-    if meta.get("etag"):
-        row["_etag"] = meta["etag"]
-    if meta.get("timestamp"):
-        row["_timestamp"] = meta["timestamp"]
-    return row, complete
-
-
-def decode_entity(entity: Mapping[str, Any]) -> Row:
-    """The SDK's entity → our row; adds ``_etag`` and ``_timestamp`` from the metadata."""
-    return _decode(entity)[0]
-
-
-@contextlib.contextmanager
-def _translate(what: str) -> Iterator[None]:
-    from azure.core.exceptions import (
-        AzureError,
-        HttpResponseError,
-        ResourceExistsError,
-        ResourceModifiedError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    try:
-        yield
-    except (ResourceModifiedError, ResourceExistsError) as exc:
-        raise Conflict(f"{what}: {type(exc).__name__}") from exc
-    except HttpResponseError as exc:
-        status = getattr(exc, "status_code", None)
-        if status in (409, 412):
-            raise Conflict(f"{what}: HTTP {status}") from exc
-        if status in _TRANSIENT_STATUS or status is None:
-            raise TransientStorageError(f"{what}: HTTP {status}") from exc
-        raise StorageError(f"{what}: HTTP {status} {exc.reason or ''}".strip()) from exc
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
-    except AzureError as exc:
-        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
-    except (ConnectionError, TimeoutError, OSError) as exc:
-        raise TransientStorageError(f"{what}: {type(exc).__name__}") from exc
-
-
-_LITERAL = re.compile(r"('(?:[^']|'')*')")
-
-
-def normalize_filter(text: str) -> str:
-    """Pad parentheses and collapse whitespace outside quoted literals.
-
-    The SDK substitutes ``@name`` parameters only in tokens separated by single spaces, so
-    ``(RowKey lt @hi)`` or a double space would otherwise leave a parameter unsubstituted or crash.
-    """
-    parts = _LITERAL.split(text)
-    for i in range(0, len(parts), 2):  # even indexes are outside literals
-        parts[i] = " ".join(parts[i].replace("(", " ( ").replace(")", " ) ").split())
-    return " ".join(p for p in parts if p).strip()
-
-
-def _encode_continuation(token: Any) -> str | None:
-    if not token:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_continuation(token: str | None) -> Any:
-    if not token:
-        return None
-    try:
-        pad = "=" * (-len(token) % 4)
-        value = json.loads(base64.urlsafe_b64decode(token + pad))
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("invalid continuation token") from None
-    if not isinstance(value, dict):
-        raise ValueError("invalid continuation token")  # noqa: TRY004 - a bad value from the caller
-    return value
-
 
 class Table:
     """One table (:class:`StorageTable`). Created on first use by :meth:`TableStore.table`."""
@@ -216,7 +101,7 @@ class Table:
 
     def _row(self, entity: Mapping[str, Any], select: Sequence[str] | None) -> Row | None:
         """Decode; a chunked value whose pieces ``select`` did not fetch is read again in full."""
-        row, complete = _decode(entity)
+        row, complete = decode_with_flag(entity)
         if not complete:
             full = self.get(row["PartitionKey"], row["RowKey"])
             if full is None:
@@ -229,7 +114,7 @@ class Table:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            with _translate(f"get {self.name}"):
+            with translate(f"get {self.name}"):
                 entity = self._client.get_entity(
                     escape_key(partition_key), escape_key(row_key), select=expand_select(select) if select else None
                 )
@@ -250,7 +135,7 @@ class Table:
     def create(self, entity: Mapping[str, Any]) -> str | None:
         """Create the row and return its ETag; :class:`Conflict` if it already exists."""
         props = self._encode(entity, merge=False)
-        with _translate(f"insert {self.name}"):
+        with translate(f"insert {self.name}"):
             # Prefer: return-no-content: 204 instead of the entity echoed back (the ETag is a header)
             meta = self._client.create_entity(props, response_preference="return-no-content")
         return (meta or {}).get("etag")
@@ -259,7 +144,7 @@ class Table:
         from azure.data.tables import UpdateMode
 
         props = self._encode(entity, merge=not replace)
-        with _translate(f"upsert {self.name}"):
+        with translate(f"upsert {self.name}"):
             meta = self._client.upsert_entity(props, mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE)
         return (meta or {}).get("etag")
 
@@ -271,7 +156,7 @@ class Table:
 
         props = self._encode(entity, merge=not replace)
         try:
-            with _translate(f"update {self.name}"):
+            with translate(f"update {self.name}"):
                 meta = self._client.update_entity(
                     props,
                     mode=UpdateMode.REPLACE if replace else UpdateMode.MERGE,
@@ -290,7 +175,7 @@ class Table:
         kwargs: dict[str, Any] = {}
         if etag:
             kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-        with _translate(f"delete {self.name}"):
+        with translate(f"delete {self.name}"):
             self._client.delete_entity(escape_key(partition_key), escape_key(row_key), **kwargs)
 
     # -- queries ------------------------------------------------------------------------
@@ -316,7 +201,7 @@ class Table:
         """All matching rows, decoded, lazily (storage errors surface while iterating)."""
         flt, params = self._filter(filter, parameters, partition_key)
         sel = expand_select(select) if select else None
-        with _translate(f"query {self.name}"):
+        with translate(f"query {self.name}"):
             if flt:
                 pager = self._client.query_entities(flt, parameters=params, select=sel)
             else:
@@ -338,9 +223,9 @@ class Table:
     ) -> tuple[list[Row], str | None]:
         """One page of rows and an opaque continuation token (None at the end)."""
         flt, params = self._filter(filter, parameters, partition_key)
-        token = _decode_continuation(continuation)
+        token = decode_continuation(continuation)
         sel = expand_select(select) if select else None
-        with _translate(f"page {self.name}"):
+        with translate(f"page {self.name}"):
             if flt:
                 pager = self._client.query_entities(flt, parameters=params, select=sel, results_per_page=page_size)
             else:
@@ -348,7 +233,7 @@ class Table:
             pages = pager.by_page(continuation_token=token)
             rows = (self._row(e, select) for e in next(pages, []))
             items = [r for r in rows if r is not None]
-            return items, _encode_continuation(pages.continuation_token)
+            return items, encode_continuation(pages.continuation_token)
 
     # -- batches ------------------------------------------------------------------------
     def submit(self, operations: Iterable[Op | tuple[Any, ...]]) -> int:
@@ -391,7 +276,7 @@ class Table:
                 "Accept": "application/json",
             },
         )
-        with _translate(f"transaction {self.name}"):
+        with translate(f"transaction {self.name}"):
             response = client._client.send_request(request, stream=True)
             raw = response.read()
         status, code = response.status_code, ""
@@ -406,7 +291,7 @@ class Table:
         what = f"transaction {self.name}: HTTP {status} {code}".strip()
         if status in (409, 412) or code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
             raise Conflict(what)
-        if status in _TRANSIENT_STATUS:
+        if status in TRANSIENT_STATUS:
             raise TransientStorageError(what)
         raise StorageError(what)
 
@@ -489,7 +374,7 @@ class TableStore:
             if table is None:
                 client = self._clients.get(full)
                 if client is None:
-                    with _translate(f"create table {full}"):
+                    with translate(f"create table {full}"):
                         client = self.service.create_table_if_not_exists(full)
                     self._clients[full] = client
                 table = Table(client, full, chunked=chunked)
@@ -498,7 +383,7 @@ class TableStore:
 
     def ping(self) -> None:
         """Cheap reachability check (raises TransientStorageError/StorageError)."""
-        with _translate("ping"):
+        with translate("ping"):
             next(iter(self.service.query_tables("TableName eq 'x'", results_per_page=1)), None)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from shared.tables import (
     Op,
+    StorageError,
     TableStore,
     TransientStorageError,
     as_op,
@@ -23,7 +24,7 @@ from shared.tables import (
     plan_batches,
     unescape_key,
 )
-from shared.tables_contract import decode_props, encode_props, expand_select, stored_size
+from shared.tables_contract import MAX_ENTITY_BYTES, decode_props, encode_props, expand_select, stored_size
 from shared.textsize import CHUNK_UNITS, MAX_PROPERTY_UNITS, utf16_units
 
 
@@ -153,6 +154,26 @@ def test_chunked_layout_in_azure(storage: TableStore) -> None:
     assert raw["v"] == "" and raw["v__cn"] == 3 and raw["n"] == 1
     assert [len(raw[f"v__c{i}"]) for i in range(3)] == [30_000, 30_000, 10_000]
     assert t.get("club/1", "r")["v"] == text  # type: ignore[index]
+
+
+def test_azurite_measures_an_entity_in_utf8_so_the_adapter_measures_it_as_the_service_does(
+    storage: TableStore,
+) -> None:
+    """Why a chunked table checks the 1 MiB itself: Azurite refuses by the request's UTF-8 size, the
+    service by its UTF-16 formula (:func:`stored_size`). 17 ASCII properties of 32 000 characters
+    are ~1.09 MB to the service but ~0.54 MB of UTF-8, so Azurite alone would let them through."""
+    ascii_row = {"PartitionKey": "p", "RowKey": "ascii", **{f"v{i}": "x" * 32_000 for i in range(17)}}
+    wide_row = {"PartitionKey": "p", "RowKey": "wide", **{f"v{i}": "\u00e9" * 32_000 for i in range(9)}}
+    assert stored_size(encode_props(ascii_row)) > MAX_ENTITY_BYTES
+    plain = storage.table("SizePlain")
+    plain.upsert(ascii_row)  # Azurite: accepted (the service would refuse it)
+    assert plain.get("p", "ascii") is not None
+    with pytest.raises(StorageError, match="HTTP 413|HTTP 400|EntityTooLarge|larger"):
+        plain.upsert(wide_row)  # 1.15 MB of UTF-8: Azurite refuses too
+    chunked = storage.table("SizeChunked", chunked=True)
+    with pytest.raises(StorageError, match="EntityTooLarge"):
+        chunked.upsert(ascii_row)  # refused before it is sent, as the service would
+    assert chunked.get("p", "ascii") is None
 
 
 # --- the adapter only ----------------------------------------------------------------------------------

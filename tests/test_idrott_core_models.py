@@ -7,13 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from shared.idrott.models import (
-    Activity,
-    ClubExportInfo,
-    Person,
-    check_participants_resolve,
-    validate_bulk,
-)
+from shared.idrott.bulk import check_participants_resolve, validate_bulk
+from shared.idrott.models import Activity, ClubExportInfo, Person
 from tests.test_idrott_core_personnummer import pnr
 
 TODAY = date(2024, 5, 20)

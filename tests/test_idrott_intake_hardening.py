@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from shared import sftp
 from shared.idrott import rows
-from shared.idrott.models import Activity, ClubExportInfo, Contact, Person, validate_bulk
+from shared.idrott.bulk import validate_bulk
+from shared.idrott.models import Activity, ClubExportInfo, Contact, Person
 from shared.idrott.pnrindex import pnr_key
 from shared.idrott.store import ClubRecords
 from shared.idrott.xmlrecords import ActivityRecord, PersonRecord, RunHeader
@@ -215,7 +216,8 @@ def test_every_accepted_person_fits_the_smallest_file(tmp_path):
     at its limit in '&', contacts exported) fits one file of the smallest allowed
     IDROTTONLINE_MAX_FILE_BYTES; the writer agrees."""
     from shared.config import Settings
-    from shared.idrott.models import MAX_SPORTS, person_size_bound
+    from shared.idrott.models import MAX_SPORTS
+    from shared.idrott.sizes import person_size_bound
 
     smallest = next(m.ge for m in Settings.model_fields["IDROTTONLINE_MAX_FILE_BYTES"].metadata if hasattr(m, "ge"))
     assert person_size_bound() <= smallest
@@ -259,7 +261,7 @@ def test_activity_size_bound_is_exact_for_the_worst_case(n, tmp_path):
     """The bound is what the writer needs for the activity with every participant as a largest
     possible person, in a fresh file: at the bound the run is written (and validates), one byte
     below it the writer refuses (RecordTooLarge). So an accepted activity always fits."""
-    from shared.idrott.models import activity_size_bound, max_participants_for
+    from shared.idrott.sizes import activity_size_bound, max_participants_for
 
     ids = [f"{i:03d}" + "x" * 61 for i in range(n)]
     persons = {pid: PersonRecord.from_model(_worst_person(pid, 2 * i)) for i, pid in enumerate(ids)}
@@ -410,7 +412,7 @@ def test_generator_accepted_exports_and_validates(ext, part, aid, first, street,
     with tempfile.TemporaryDirectory() as tmp:
         _run_pure(persons, [a] if a is not None else [], Path(tmp))
     # the size bounds intake relies on hold for whatever it accepts
-    from shared.idrott.models import activity_size_bound, person_size_bound
+    from shared.idrott.sizes import activity_size_bound, person_size_bound
 
     for x in persons:
         with tempfile.TemporaryDirectory() as tmp:
@@ -574,7 +576,7 @@ def test_activity_too_large_for_a_file_refused_at_intake(app_host, srv, env, sen
 def test_participant_cap_follows_the_setting(app_host, srv, env, sensitive):
     """The cap follows IDROTTONLINE_MAX_FILE_BYTES: at the cap the activity is stored, one more
     participant and it is refused, naming the cap."""
-    from shared.idrott.models import max_participants_for
+    from shared.idrott.sizes import max_participants_for
 
     env.set(IDROTTONLINE_MAX_FILE_BYTES=200_000)
     _club(app_host, srv)

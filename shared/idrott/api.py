@@ -14,7 +14,7 @@ validated on its own. Valid records are stored; invalid ones are not.
   (``{"index", "id", "existingExternalId"}``); the answer is ``409`` when every rejected record is
   such a conflict, else ``422``. ``"replacesExternalId": "<old>"`` on the record re-keys instead.
 - an activity that might not fit in one import file with its participants is refused at
-  ``[i].participants`` (see ``models.activity_size_bound``).
+  ``[i].participants`` (see ``sizes.activity_size_bound``).
 - not a list, more than 1 000 records, or an empty list → ``422`` and nothing is stored.
 
 DELETE looks up any non-empty id of up to ``rows.MAX_LOOKUP_ID`` characters exactly, so every
@@ -187,7 +187,8 @@ def get_club(req: ApiRequest) -> Any:
 
 # ---- intake ----------------------------------------------------------------------------------
 def put_persons(req: ApiRequest) -> Any:
-    from shared.idrott.models import Person, validate_bulk
+    from shared.idrott.bulk import validate_bulk
+    from shared.idrott.models import Person
     from shared.idrott.store import ClubRecords
 
     club = _se_club(req)
@@ -236,7 +237,8 @@ def delete_person(req: ApiRequest) -> Any:
 
 
 def put_activities(req: ApiRequest) -> Any:
-    from shared.idrott.models import Activity, check_participants_resolve, validate_bulk
+    from shared.idrott.bulk import check_participants_resolve, validate_bulk
+    from shared.idrott.models import Activity
     from shared.idrott.store import ClubRecords
 
     club = _se_club(req)
@@ -261,9 +263,9 @@ def put_activities(req: ApiRequest) -> Any:
 
 def _too_large(valid: list[tuple[int, Any]]) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str]]]:
     """Activities that might never fit in one import file with their participants (the writer
-    sends an activity and its participants as one unit; ``models.activity_size_bound``)."""
+    sends an activity and its participants as one unit; ``sizes.activity_size_bound``)."""
     from shared.config import get_settings
-    from shared.idrott.models import activity_size_bound, max_participants_for, max_person_element_bytes
+    from shared.idrott.sizes import activity_size_bound, max_participants_for, max_person_element_bytes
 
     limit = get_settings().IDROTTONLINE_MAX_FILE_BYTES
     keep, errors = [], []

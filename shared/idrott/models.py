@@ -15,17 +15,15 @@ XSD (``schema/import_v1.xsd``) and the XML writer: ids match the whole string (`
 overflows), a person has at most :data:`MAX_SPORTS` sports and an activity at most
 :data:`MAX_PARTICIPANTS` participants, so every accepted person fits in one file of the smallest
 allowed ``IDROTTONLINE_MAX_FILE_BYTES``. Whether an activity with its participants fits in the
-configured file size depends on that setting: :func:`activity_size_bound` (checked by the intake
-handler).
+configured file size depends on that setting: :func:`shared.idrott.sizes.activity_size_bound`
+(checked by the intake handler). Bulk validation is :mod:`shared.idrott.bulk`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +32,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -45,7 +42,6 @@ from shared.idrott.personnummer import (
     InvalidPersonnummer,
     birth_date_from_personnummer,
     gender_from_personnummer,
-    luhn_check_digit,
     luhn_valid,
     normalize_personnummer,
 )
@@ -55,19 +51,12 @@ __all__ = [
     "MAX_SPORTS",
     "SAFE_ID_PATTERN",
     "Activity",
-    "BulkError",
     "ClubExportInfo",
     "Contact",
     "Participant",
     "Person",
     "SportMembership",
-    "activity_size_bound",
-    "check_participants_resolve",
     "is_safe_id",
-    "max_participants_for",
-    "max_person_element_bytes",
-    "person_size_bound",
-    "validate_bulk",
 ]
 
 #: Sports per person. A bound makes every person fit in one import file: the largest possible
@@ -360,163 +349,3 @@ class ClubExportInfo(_Model):
         if not luhn_valid(v.replace("-", "")):
             raise PydanticCustomError("luhn", "organisationsnummer: the check digit (Luhn) does not match")
         return v
-
-
-# --- export size bounds ----------------------------------------------------------------------
-# Sizes are measured with the real XML writer (lxml, imported here lazily), on worst-case values:
-# every text at its limit in the character with the longest escaped form ('&' → '&amp;', 5 bytes),
-# every id at 64 characters, every optional element present, contacts exported.
-
-
-@functools.cache
-def _worst_case() -> tuple[int, int, Any, Any]:
-    """``(file overhead, largest Person element, worst-case header, lxml.etree)``."""
-    from lxml import etree
-
-    from shared.idrott import elements
-    from shared.idrott.xmlrecords import PersonRecord, RunHeader, header_bytes, person_element
-    from shared.idrott.xmlwriter import PLACEHOLDER_COUNT
-
-    header = RunHeader(
-        application_id="a" * 64,
-        organisation_guid="0" * 8 + "-0000-0000-0000-" + "0" * 12,
-        organisation_number="000000-0000",
-        rf_association_number="0" * 20,
-        club_id="c" * 64,
-        batch_id="b" * 64,
-        created_at=datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC),
-        export_contacts=True,
-    )
-    # what write_run counts for a file: header (placeholder counts), the section tags, the end
-    overhead = len(header_bytes(header, PLACEHOLDER_COUNT, PLACEHOLDER_COUNT)) + sum(
-        len(t)
-        for t in (
-            f"<{elements.PERSONS}>",
-            f"</{elements.PERSONS}>",
-            f"<{elements.ACTIVITIES}>",
-            f"</{elements.ACTIVITIES}>",
-        )
-    )
-    overhead += len(f"</{elements.IMPORT}>\n")
-    amp = "&"
-    worst = Person.model_validate(
-        {
-            "externalId": "x" * 64,
-            "personnummer": f"20100315-232{luhn_check_digit('100315232')}",  # female (even 9th digit)
-            "firstName": amp * 100,
-            "lastName": amp * 100,
-            "gender": "female",
-            "nationality": "NO",
-            "contact": {
-                "email": amp * 250 + "@&.&",
-                "mobilePhone": "+" + "1" * 20,
-                "street": amp * 100,
-                "coAddress": amp * 100,
-                "postalCode": "1" * 10,
-                "city": amp * 100,
-                "countryCode": "SE",
-            },
-            "memberSince": "2020-01-01",
-            "sports": [{"sportId": 2_147_483_647 - i, "isActive": False} for i in range(MAX_SPORTS)],
-            "createdAt": "2020-01-01T00:00:00+00:00",
-            "changedAt": "2020-01-01T00:00:00+00:00",
-        }
-    )
-    person_el = person_element(PersonRecord.from_model(worst), header, etree)
-    return overhead, len(etree.tostring(person_el, encoding="UTF-8")), header, etree
-
-
-def max_person_element_bytes() -> int:
-    """Upper bound of one ``Person`` element of any person intake accepts (contacts included)."""
-    return _worst_case()[1]
-
-
-def person_size_bound() -> int:
-    """Upper bound of an import file holding one person alone (must fit any allowed file size)."""
-    overhead, person, _, _ = _worst_case()
-    return overhead + person
-
-
-def _activity_sizes(activity: Activity) -> tuple[int, int]:
-    """``(Activity element bytes, of which its Participant elements)``, measured exactly."""
-    from shared.idrott import elements
-    from shared.idrott.xmlrecords import ActivityRecord, activity_element
-
-    _, _, header, etree = _worst_case()
-    el = activity_element(ActivityRecord.from_model(activity), header, etree)
-    parts = sum(
-        len(etree.tostring(p, encoding="UTF-8")) for p in el.iterfind(f"{elements.PARTICIPANTS}/{elements.PARTICIPANT}")
-    )
-    return len(etree.tostring(el, encoding="UTF-8")), parts
-
-
-def activity_size_bound(activity: Activity) -> int:
-    """Upper bound of an import file holding ``activity`` with every participant as a worst-case
-    ``Person`` element (what the writer needs for the activity alone in a fresh file).
-
-    The XML writer writes an activity and its participants as one unit into one file, so an
-    activity above ``IDROTTONLINE_MAX_FILE_BYTES`` might never be exportable: its participants'
-    person records may change after intake, but never beyond the worst case. The activity's own
-    element is measured exactly.
-    """
-    overhead, person, _, _ = _worst_case()
-    own, _ = _activity_sizes(activity)
-    return overhead + own + len(activity.participants) * person
-
-
-def max_participants_for(activity: Activity, max_file_bytes: int) -> int:
-    """How many participants (with ids like this activity's) fit with it in ``max_file_bytes``."""
-    overhead, person, _, _ = _worst_case()
-    own, parts = _activity_sizes(activity)
-    n = len(activity.participants)
-    per_participant = parts / n if n else 0.0
-    room = max_file_bytes - overhead - (own - parts)
-    return max(0, min(MAX_PARTICIPANTS, int(room // (person + per_participant))))
-
-
-# --- helpers for bulk intake ---------------------------------------------------------------
-
-BulkError = tuple[int, str, str]  # (index in the request, field path, message)
-M = TypeVar("M", bound=BaseModel)
-
-
-def _loc(loc: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-def validate_bulk[M: BaseModel](
-    model: type[M], items: Sequence[Any], *, today: date | None = None
-) -> tuple[list[tuple[int, M]], list[BulkError]]:
-    """Validate each item; return ``(valid [(index, model)], errors [(index, path, message)])``.
-
-    Paths use the JSON (camelCase) names, dotted, list positions as numbers
-    (``sports.0.sportId``); an error on the record itself has path ``""``.
-    """
-    ok: list[tuple[int, M]] = []
-    errors: list[BulkError] = []
-    ctx = {"today": today} if today else None
-    for i, item in enumerate(items):
-        try:
-            ok.append((i, model.model_validate(item, context=ctx)))
-        except ValidationError as exc:
-            for e in exc.errors(include_url=False, include_input=False):
-                errors.append((i, _loc(_camel_loc(e["loc"])), e["msg"]))
-    return ok, errors
-
-
-def _camel_loc(loc: Sequence[Any]) -> list[Any]:
-    return [to_camel(p) if isinstance(p, str) else p for p in loc]
-
-
-def check_participants_resolve(
-    activities: Iterable[Activity], known_person_ids: Iterable[str] | set[str]
-) -> list[BulkError]:
-    """Participants whose ``personId`` is not a known person of the club:
-    ``[(activity index, "participants.<i>.personId", message)]``."""
-    known = known_person_ids if isinstance(known_person_ids, (set, frozenset)) else set(known_person_ids)
-    out: list[BulkError] = []
-    for ai, act in enumerate(activities):
-        for pi, p in enumerate(act.participants):
-            if p.person_id not in known:
-                out.append((ai, f"participants.{pi}.personId", f"personId {p.person_id} is not a person of this club"))
-    return out
