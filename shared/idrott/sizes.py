@@ -18,6 +18,35 @@ from shared.idrott.personnummer import luhn_check_digit
 # every id at 64 characters, every optional element present, contacts exported.
 
 
+def worst_case_person(external_id: str, personnummer: str) -> Person:
+    """A person with every field at its longest, in the character with the longest escaped form
+    ('&' → '&amp;', 5 bytes), every optional element present and :data:`MAX_SPORTS` sports."""
+    amp = "&"
+    return Person.model_validate(
+        {
+            "externalId": external_id,
+            "personnummer": personnummer,
+            "firstName": amp * 100,
+            "lastName": amp * 100,
+            "gender": "female",  # longer than "male": the personnummer must be a woman's
+            "nationality": "NO",
+            "contact": {
+                "email": amp * 250 + "@&.&",
+                "mobilePhone": "+" + "1" * 20,
+                "street": amp * 100,
+                "coAddress": amp * 100,
+                "postalCode": "1" * 10,
+                "city": amp * 100,
+                "countryCode": "SE",
+            },
+            "memberSince": "2020-01-01",
+            "sports": [{"sportId": 2_147_483_647 - i, "isActive": False} for i in range(MAX_SPORTS)],
+            "createdAt": "2020-01-01T00:00:00+00:00",
+            "changedAt": "2020-01-01T00:00:00+00:00",
+        }
+    )
+
+
 @functools.cache
 def _worst_case() -> tuple[int, int, Any, Any]:
     """``(file overhead, largest Person element, worst-case header, lxml.etree)``."""
@@ -48,30 +77,7 @@ def _worst_case() -> tuple[int, int, Any, Any]:
         )
     )
     overhead += len(f"</{elements.IMPORT}>\n")
-    amp = "&"
-    worst = Person.model_validate(
-        {
-            "externalId": "x" * 64,
-            "personnummer": f"20100315-232{luhn_check_digit('100315232')}",  # female (even 9th digit)
-            "firstName": amp * 100,
-            "lastName": amp * 100,
-            "gender": "female",
-            "nationality": "NO",
-            "contact": {
-                "email": amp * 250 + "@&.&",
-                "mobilePhone": "+" + "1" * 20,
-                "street": amp * 100,
-                "coAddress": amp * 100,
-                "postalCode": "1" * 10,
-                "city": amp * 100,
-                "countryCode": "SE",
-            },
-            "memberSince": "2020-01-01",
-            "sports": [{"sportId": 2_147_483_647 - i, "isActive": False} for i in range(MAX_SPORTS)],
-            "createdAt": "2020-01-01T00:00:00+00:00",
-            "changedAt": "2020-01-01T00:00:00+00:00",
-        }
-    )
+    worst = worst_case_person("x" * 64, f"20100315-232{luhn_check_digit('100315232')}")
     person_el = person_element(PersonRecord.from_model(worst), header, etree)
     return overhead, len(etree.tostring(person_el, encoding="UTF-8")), header, etree
 
