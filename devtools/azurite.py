@@ -1,4 +1,7 @@
-"""Start and stop Azurite's Table service (npm package in devtools/node_modules).
+"""Start and stop Azurite's Table service, or its Queue service (npm package in devtools/node_modules).
+
+``Azurite()`` is the Table service; ``Azurite(service="queue")`` the Queue service (the export work
+queue and its poison queue); each is its own node process on its own port.
 
 In-memory for tests, on disk (``location``) for ``make run``. Always stopped with SIGINT: with
 on-disk persistence a SIGTERM within seconds of a write loses that write (platform notes §1).
@@ -23,32 +26,41 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Literal, Self
 
 from devtools.ports import PortInUse, free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 AZURITE_TABLE = HERE / "node_modules" / "azurite" / "dist" / "src" / "table" / "main.js"
+AZURITE_QUEUE = HERE / "node_modules" / "azurite" / "dist" / "src" / "queue" / "main.js"
 ACCOUNT = "devstoreaccount1"
 # The public, well-known development key published in the Azurite README (not a secret).
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-STARTED = "Azurite Table service successfully started on"  # printed by table/main.js once listen() succeeded
+# printed by table/main.js and queue/main.js once listen() succeeded
+STARTED = {
+    "table": "Azurite Table service successfully started on",
+    "queue": "Azurite Queue service successfully listens on",
+}
 TAIL_LINES = 40
 PORT_TRIES = 3
 
 
-def connection_string(port: int, host: str = "127.0.0.1") -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"TableEndpoint=http://{host}:{port}/{ACCOUNT};"
-    )
+def connection_string(port: int | None, host: str = "127.0.0.1", *, queue_port: int | None = None) -> str:
+    """The account's connection string with a TableEndpoint (``port``) and/or a QueueEndpoint."""
+    text = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+    if port:
+        text += f"TableEndpoint=http://{host}:{port}/{ACCOUNT};"
+    if queue_port:
+        text += f"QueueEndpoint=http://{host}:{queue_port}/{ACCOUNT};"
+    return text
 
 
 class _Output:
     """Drains node's stdout and stderr in daemon threads (a full pipe would block Azurite),
     keeps their last lines and signals when the start line or the end of stdout arrives."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], started_line: str) -> None:
+        self.started_line = started_line
         self.stdout: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.stderr: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.started = False
@@ -70,7 +82,7 @@ class _Output:
             for raw in iter(stream.readline, b""):
                 line = raw.decode(errors="replace").rstrip()
                 lines.append(line)
-                if is_stdout and STARTED in line:
+                if is_stdout and self.started_line in line:
                     self.started = True
                     self.event.set()
         finally:
@@ -91,11 +103,14 @@ class Azurite:
     port: int = 0
     location: Path | None = None  # None = in-memory
     host: str = "127.0.0.1"
+    service: Literal["table", "queue"] = "table"
     proc: subprocess.Popen | None = field(default=None, repr=False)
     _output: _Output | None = field(default=None, repr=False)
 
     @property
     def connection_string(self) -> str:
+        if self.service == "queue":
+            return connection_string(None, self.host, queue_port=self.port)
         return connection_string(self.port, self.host)
 
     def stderr_tail(self) -> str:
@@ -103,7 +118,7 @@ class Azurite:
         return self._output.tail() if self._output else ""
 
     def start(self, timeout: float = 30.0) -> Self:
-        if not AZURITE_TABLE.exists():
+        if not (AZURITE_QUEUE if self.service == "queue" else AZURITE_TABLE).exists():
             raise RuntimeError("Azurite is not installed: run `make install` (npm ci in devtools/)")
         chosen = not self.port
         for attempt in range(PORT_TRIES if chosen else 1):
@@ -119,10 +134,10 @@ class Azurite:
     def _start_once(self, timeout: float) -> Self:
         args = [
             "node",
-            str(AZURITE_TABLE),
-            "--tableHost",
+            str(AZURITE_QUEUE if self.service == "queue" else AZURITE_TABLE),
+            f"--{self.service}Host",
             self.host,
-            "--tablePort",
+            f"--{self.service}Port",
             str(self.port),
             "--disableTelemetry",
             "--silent",
@@ -137,7 +152,7 @@ class Azurite:
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
         )
-        self.proc, self._output = proc, _Output(proc)
+        self.proc, self._output = proc, _Output(proc, STARTED[self.service])
         closed_or_started = self._output.event.wait(timeout)
         if self._output.started:
             # node's own listen() succeeded: the port is ours once it answers and node is still alive

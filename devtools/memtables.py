@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from shared.tables import Storage, StorageTable
 
 _counter = itertools.count(1)
-_CLAUSE = re.compile(r"^\s*\(?\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+@(\w+)\s*\)?\s*$")
+_CLAUSE = re.compile(r"^\s*\(?\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+(?:@(\w+)|(true|false))\s*\)?\s*$")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -63,7 +63,8 @@ def _matcher(flt: str | None, params: Mapping[str, Any]) -> Callable[[dict], boo
         m = _CLAUSE.match(part)
         if not m:
             raise ValueError(f"memtables: unsupported filter {flt!r}")
-        clauses.append((m.group(1), _OPS[m.group(2)], params[m.group(3)]))
+        value = params[m.group(3)] if m.group(3) else m.group(4) == "true"  # a parameter or a boolean literal
+        clauses.append((m.group(1), _OPS[m.group(2)], value))
 
     def match(props: dict) -> bool:
         for name, op, value in clauses:

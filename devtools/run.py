@@ -1,11 +1,17 @@
 """``make run``: everything locally on embedded defaults.
 
 Starts, on loopback:
-- Azurite (Table service; on disk under ``.local/azurite`` so data survives restarts) on :10002;
+- Azurite (Table service; on disk under ``.local/azurite`` so data survives restarts) on :10002,
+  and its Queue service (``.local/azurite-queues``) on :10001 for the export work queue;
 - the NIF sandbox (``devtools.nif_sandbox``) on :7072;
 - an SFTP server (``devtools.sftp_server``) on :2222, files landing in ``.local/sftp/``;
 - the local Functions host (``devtools.host``) serving the app's HTTP functions on :7071/api;
+- a local OIDC issuer (``devtools.oidc_issuer``) on a free loopback port: ``AUTH_ISSUER`` points at
+  it, and with ``AUTH_MODE=tokens`` the app takes its bearer tokens (and still the host's keys);
 - the outbox pump: NIF sandbox queue messages → the registered Service Bus function;
+- one queue poller per queue-triggered function (``devtools.queue_poller``): the export worker
+  runs each work item the timer or ``POST /api/idrottonline/export`` enqueues, with the host's
+  retry and poison semantics from host.json;
 - only with ``--export-timer SECONDS``: a local timer that invokes the timer-triggered export
   function through the host every SECONDS (the real host evaluates
   ``IDROTTONLINE_EXPORT_SCHEDULE``, nightly; it cannot run here, and a tick every minute would
@@ -53,6 +59,7 @@ DEMO_SFTP_PASSWORD = "local-sftp-demo"
 # service → (what the messages call it, default port, the option that moves it)
 SERVICES: dict[str, tuple[str, int, str]] = {
     "azurite": ("Azurite", 10002, "--azurite-port"),
+    "queues": ("Azurite queues", 10001, "--queues-port"),
     "sandbox": ("NIF sandbox", 7072, "--sandbox-port"),
     "sftp": ("SFTP server", 2222, "--sftp-port"),
     "functions": ("local Functions host", 7071, "--functions-port"),
@@ -65,6 +72,7 @@ STATE_ENTRIES = (
     "idrottonline-persons.json",
     "idrottonline-activities.json",
     "idrottonline-person-change.json",
+    "azurite-queues",
 )
 
 
@@ -252,6 +260,13 @@ class LocalRun:
         azurite = Azurite(port=self.ports["azurite"], location=self.state / "azurite" if self.persist else None)
         self._stops.append(azurite.stop)  # before start(): a half-started node is stopped too
         self._listen("azurite", azurite.start)
+        queues = Azurite(
+            port=self.ports["queues"],
+            location=self.state / "azurite-queues" if self.persist else None,
+            service="queue",
+        )
+        self._stops.append(queues.stop)
+        self._listen("queues", queues.start)
         sandbox = self._listen("sandbox", NifSandbox(port=self.ports["sandbox"]).start)
         self._stops.append(sandbox.stop)
         sftp_root = self.state / "sftp"
@@ -263,18 +278,29 @@ class LocalRun:
             ),
         )
         self._stops.append(sftp.stop)
+        from devtools.oidc_issuer import OidcIssuer
+
+        issuer = OidcIssuer().start()  # loopback, a free port: tokens for test users and clubs (docs/security.md)
+        self._stops.append(issuer.stop)
 
         defaults = {
+            "AUTH_ISSUER": issuer.issuer,
+            "AUTH_AUDIENCE": issuer.audience,
             "NIF_API_BASE_URL": sandbox.base_url,
             "NIF_SUBSCRIPTION_KEY": sandbox.subscription_key,
             "DATA_TABLES_CONNECTION": azurite.connection_string,
+            "AzureWebJobsStorage": queues.connection_string,
             "DATA_TABLES_PREFIX": "local",
             "IDROTTONLINE_APPLICATION_ID": "idrettsbro-local",
+            # a binding expression (%IDROTTONLINE_EXPORT_QUEUE%): the host needs it set, a default in code is not enough
+            "IDROTTONLINE_EXPORT_QUEUE": "idrottonline-export",
         }
         configured = {**_load_local_settings(), **{k: v for k, v in os.environ.items()}}
         for key, value in defaults.items():
             # the started services' addresses always win over file defaults pointing at them
-            if key in ("NIF_API_BASE_URL", "DATA_TABLES_CONNECTION") or key not in configured:
+            if key in ("NIF_API_BASE_URL", "DATA_TABLES_CONNECTION", "AzureWebJobsStorage", "AUTH_ISSUER") or (
+                key not in configured
+            ):
                 os.environ[key] = value
         for key, value in _load_local_settings().items():
             os.environ.setdefault(key, value)
@@ -286,6 +312,10 @@ class LocalRun:
         from devtools.host import LocalHost
 
         host = LocalHost()  # Microsoft's runtime indexes function_app.py, as in Azure
+        for name, value in (("AUTH_FUNCTION_KEY", host.function_key), ("AUTH_MASTER_KEY", host.master_key)):
+            if not os.environ.get(name):  # AUTH_MODE=tokens: the app accepts the host's keys, as back ends would
+                os.environ[name] = value
+        reset_process_state()
         server = self._listen("functions", lambda: host.serve(port=self.ports["functions"]))
 
         def stop_server() -> None:
@@ -299,6 +329,11 @@ class LocalRun:
         from devtools import outbox_pump
 
         outbox_pump.run(sandbox.base_url, host, stop=self.stop_event)
+        from devtools.queue_poller import pollers_for_app
+
+        for poller in pollers_for_app(host.driver, max_polling_interval=1.0):
+            self._stops.append(poller.stop)
+            poller.start()
         if self.export_timer is not None:
             threading.Thread(
                 target=self._timer_loop, args=(host, self.export_timer), name="local-export-timer", daemon=True
@@ -322,6 +357,7 @@ class LocalRun:
             "sftpRoot": str(sftp_root),
             "sftpPort": sftp.port,
             "azurite": azurite.port,
+            "queues": queues.port,
             "functionKey": host.function_key,
             "masterKey": host.master_key,
             "membershipRequest": str(request_file),
@@ -329,6 +365,8 @@ class LocalRun:
             "seClub": DEMO_CLUB_SE,
             "state": str(self.state),
             "exportTimer": self.export_timer,
+            "issuer": issuer.issuer,
+            "authMode": "tokens" if all(r.auth_level == "anonymous" for r in host.routes) else "keys",
         }
         self.info, self.host = info, host
         return info
@@ -387,7 +425,7 @@ def busy_message(busy: list[PortInUse]) -> str:
             f"`make run ARGS=--ephemeral` for free ports{move}"
         )
     if len(busy) == len(SERVICES):
-        lines.append("All four are taken: is another `make run` still running?")
+        lines.append(f"All {len(SERVICES)} are taken: is another `make run` still running?")
     return "\n".join(lines)
 
 
@@ -409,8 +447,10 @@ idrettsbro is running locally (Ctrl-C stops everything)
   Functions (HTTP)  {api}          function key: {key}   admin (master) key: {info["masterKey"]}
   NIF sandbox       {sandbox}
   SFTP server       127.0.0.1:{info["sftpPort"]}   files land in {info["sftpRoot"]}/
-  Azurite (tables)  127.0.0.1:{info["azurite"]}
+  Azurite (tables)  127.0.0.1:{info["azurite"]}   (queues) 127.0.0.1:{info["queues"]}
   OpenAPI           {api}/openapi.json
+  OIDC issuer       {info.get("issuer", "")}   (AUTH_MODE={info.get("authMode", "keys")}; bearer tokens are
+                    accepted with `AUTH_MODE=tokens make run`, keys keep working)
   {_timer_line(info.get("exportTimer"))}
   State             {state}/   (`make run ARGS=--reset` starts the demo afresh)
 
@@ -431,6 +471,15 @@ IdrottOnline, demo club '{se}' (registered at start, uploads to the local SFTP s
   curl -s {api}/idrottonline/clubs/{se}/export/preview -H "x-functions-key: {key}"
   curl -s -X POST {api}/idrottonline/clubs/{se}/export -H "x-functions-key: {info["masterKey"]}"
   ls {info["sftpRoot"]}/
+Enqueue every club's export (the queue-triggered worker runs each one), and read the poison queue;
+with --export-timer the timer fans out the same way and its roll call is .../export/nights/<YYYY-MM-DD>:
+  curl -s -X POST {api}/idrottonline/export -H "x-functions-key: {info["masterKey"]}"
+  curl -s {api}/idrottonline/export/poison -H "x-functions-key: {info["masterKey"]}"
+A front end's call with a token alone (AUTH_MODE=tokens): a token for staff of club {club}, then the call:
+  TOKEN=$(curl -s -X POST {info.get("issuer", "")}/token -d sub=staff-1 -d clubs={club} | python3 -c \\
+       'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s {api}/nif/clubs/{club}/members -H "Authorization: Bearer $TOKEN"
+  (roles=idrettsbro.readonly: read only; roles=idrettsbro.admin: admin routes; another club: 403)
 Change one person; the next preview and export hold only that change:
   curl -s -X PUT {api}/idrottonline/clubs/{se}/persons -H "x-functions-key: {key}" \\
        -H "Content-Type: application/json" --data @{state}/idrottonline-person-change.json

@@ -91,6 +91,8 @@ class SftpServer:
             self.add_client_key(line)
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self.faults = _FaultPlan()
+        #: Seconds each authentication takes (RF's server is reached over the internet): the capacity bench.
+        self.auth_latency = 0.0
         self.port: int = 0
         self.connections = 0
         #: Paths (as the client sent them) of every file opened, in order: which temp names an upload used.
@@ -191,7 +193,9 @@ class SftpServer:
             def password_auth_supported(self) -> bool:
                 return outer.password is not None
 
-            def validate_password(self, username: str, password: str) -> bool:
+            async def validate_password(self, username: str, password: str) -> bool:
+                if outer.auth_latency:
+                    await asyncio.sleep(outer.auth_latency)
                 return username == outer.username and outer.password is not None and password == outer.password
 
             def public_key_auth_supported(self) -> bool:
@@ -278,11 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--authorized-key", action="append", default=[], help="OpenSSH public key line allowed to log in (repeatable)"
     )
+    parser.add_argument(
+        "--auth-latency", type=float, default=0.0, help="seconds each password authentication takes (a remote server)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     srv = SftpServer(
         args.root, username=args.user, password=args.password, client_keys=args.authorized_key, port=args.port
-    ).start()
+    )
+    srv.auth_latency = args.auth_latency
+    srv.start()
     print(f"port={srv.port}", flush=True)
     print(f"host_key={srv.host_key_line}", flush=True)
     print(f"known_hosts={srv.known_hosts_line}", flush=True)

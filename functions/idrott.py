@@ -90,9 +90,52 @@ def idrott_export_preview(req: func.HttpRequest, context: func.Context) -> func.
     return http(get_preview, req, context)
 
 
-# ---- nightly export -------------------------------------------------------------------------------
+# ---- nightly export: the timer fans out, the queue trigger exports one club per message -----------
 @bp.timer_trigger(arg_name="timer", schedule="%IDROTTONLINE_EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def idrott_export_timer(timer: func.TimerRequest) -> None:
-    from shared.idrott.schedule import run_scheduled
+    from shared.idrott.fanout import fan_out
 
-    run_scheduled(timer)
+    fan_out(timer)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%IDROTTONLINE_EXPORT_QUEUE%", connection="AzureWebJobsStorage")
+def idrott_export_worker(msg: func.QueueMessage) -> None:
+    from shared.idrott.worker import handle_work_item
+
+    handle_work_item(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
+
+
+# ---- the fan-out's admin routes ---------------------------------------------------------------------
+@bp.route(route="idrottonline/export", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def idrott_export_all(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.idrott.fanout_api import post_export_all
+
+    return http(post_export_all, req, context)
+
+
+@bp.route(route="idrottonline/export/nights/{night}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def idrott_export_night(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.idrott.fanout_api import get_night
+
+    return http(get_night, req, context)
+
+
+@bp.route(route="idrottonline/export/overdue", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def idrott_export_overdue(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.idrott.fanout_api import get_overdue
+
+    return http(get_overdue, req, context)
+
+
+@bp.route(route="idrottonline/export/poison", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def idrott_export_poison(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.idrott.fanout_api import get_poison
+
+    return http(get_poison, req, context)
+
+
+@bp.route(route="idrottonline/export/poison/requeue", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def idrott_export_poison_requeue(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from shared.idrott.fanout_api import post_poison_requeue
+
+    return http(post_poison_requeue, req, context)

@@ -42,7 +42,7 @@ param principalType string = 'User'
 ])
 param storageSkuName string = 'Standard_LRS'
 
-@description('Flex Consumption scale-out ceiling (also caps concurrent calls to NIF).')
+@description('Flex Consumption scale-out ceiling (also caps concurrent calls to NIF, and the export workers: each instance runs up to batchSize + newBatchThreshold = 12 work items).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -94,6 +94,16 @@ param dataTablesPrefix string = 'ib'
 @description('IDROTTONLINE_EXPORT_SCHEDULE: NCRONTAB (UTC) of the nightly IdrottOnline export.')
 param exportSchedule string = '0 0 2 * * *'
 
+@description('IDROTTONLINE_EXPORT_QUEUE: Storage queue of the export work items (its poison queue is <name>-poison).')
+@minLength(3)
+@maxLength(56)
+param exportQueueName string = 'idrottonline-export'
+
+@description('IDROTTONLINE_EXPORT_CONCURRENCY: most clubs exported at once across all instances (concurrent SFTP sessions to RF).')
+@minValue(1)
+@maxValue(1000)
+param exportConcurrency int = 16
+
 @description('IDROTTONLINE_APPLICATION_ID: RF-issued ApplicationId of the vendor system.')
 param idrottonlineApplicationId string = 'idrettsbro'
 
@@ -102,6 +112,29 @@ param idrottonlineRemoteDir string = '.'
 
 @description('LOCAL_TIMEZONE: zone for calendar rules (the timer itself runs in UTC).')
 param localTimezone string = 'Europe/Oslo'
+
+// --- Callers (docs/security.md) ---------------------------------------------------------------
+@allowed([
+  'keys'
+  'tokens'
+])
+@description('AUTH_MODE: keys = the host checks function/master keys; tokens = HTTP routes anonymous at the host, the app checks bearer tokens and its own keys.')
+param authMode string = 'keys'
+
+@description('AUTH_ISSUER: the OIDC issuer of front-end and back-end tokens (empty: tokens are refused).')
+param authIssuer string = ''
+
+@description('AUTH_AUDIENCE: expected aud of bearer tokens (the API\'s application id URI).')
+param authAudience string = ''
+
+@description('AUTH_CLUBS_CLAIM: the claim listing the clubs a user may act for.')
+param authClubsClaim string = 'clubs'
+
+@description('AUTH_CLUBS_PREFIX: only clubs-claim values with this prefix count (e.g. club. for Entra app roles).')
+param authClubsPrefix string = ''
+
+@description('CORS_ALLOWED_ORIGINS: browser origins allowed to call the API, comma-separated (Function App CORS).')
+param corsAllowedOrigins string = ''
 
 // --- Names --------------------------------------------------------------------------------------
 var abbrs = {
@@ -128,6 +161,8 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 var secretNames = {
   nifSubscriptionKey: 'nif-subscription-key'
   nifServiceBusConnection: 'nif-servicebus-connection'
+  apiFunctionKey: 'api-function-key' // AUTH_MODE=tokens: the back ends' key, checked by the app
+  apiMasterKey: 'api-master-key'
 }
 
 // --- Built-in roles (narrowest that work) --------------------------------------------------------
@@ -177,6 +212,10 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
+    queueNames: [
+      exportQueueName
+      '${exportQueueName}-poison'
+    ]
   }
 }
 
@@ -276,6 +315,34 @@ var appSettings = {
   SFTP_OPERATION_TIMEOUT_SECONDS: '30'
   SFTP_DEADLINE_SECONDS: '240'
   EXPORT_LOCK_SECONDS: '900'
+  IDROTTONLINE_EXPORT_QUEUE: exportQueueName
+  IDROTTONLINE_EXPORT_CONCURRENCY: string(exportConcurrency)
+  IDROTTONLINE_OVERDUE_NIGHTS: '2'
+  // NIF payments: the outbox's retry timer (docs/payments.md)
+  NIF_PAYMENTS_RETRY_SCHEDULE: '0 */5 * * * *'
+  NIF_PAYMENTS_MAX_AGE_HOURS: '72'
+  NIF_PAYMENTS_RETRY_BASE_SECONDS: '60'
+  NIF_PAYMENTS_RETRY_MAX_SECONDS: '3600'
+  NIF_PAYMENTS_PENDING_GRACE_SECONDS: '120'
+  NIF_PAYMENTS_RETRY_CONCURRENCY: '8'
+  // Callers: keys, OIDC tokens, CORS (docs/security.md)
+  AUTH_MODE: authMode
+  AUTH_ISSUER: authIssuer
+  AUTH_AUDIENCE: authAudience
+  AUTH_ALGORITHMS: 'RS256,PS256,ES256'
+  AUTH_CLOCK_SKEW_SECONDS: '60'
+  AUTH_CLUBS_CLAIM: authClubsClaim
+  AUTH_CLUBS_PREFIX: authClubsPrefix
+  AUTH_ROLES_CLAIM: 'roles'
+  AUTH_ROLE_READONLY: 'idrettsbro.readonly'
+  AUTH_ROLE_ALL_CLUBS: 'idrettsbro.allclubs'
+  AUTH_ROLE_ADMIN: 'idrettsbro.admin'
+  AUTH_HTTP_TIMEOUT_SECONDS: '5'
+  AUTH_JWKS_MAX_AGE_SECONDS: '3600'
+  AUTH_JWKS_MIN_REFRESH_SECONDS: '30'
+  AUTH_FUNCTION_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.apiFunctionKey})'
+  AUTH_MASTER_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.apiMasterKey})'
+  CORS_ALLOWED_ORIGINS: corsAllowedOrigins
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -295,6 +362,7 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     appSettings: appSettings
+    corsAllowedOrigins: empty(corsAllowedOrigins) ? [] : split(corsAllowedOrigins, ',')
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

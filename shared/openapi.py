@@ -18,6 +18,8 @@ OPERATION_MODULES: tuple[str, ...] = (
     "shared.nif.openapi_ops",
     "shared.nif.mirror_openapi",
     "shared.idrott.openapi_ops",
+    "shared.nif.payments.openapi_ops",
+    "shared.idrott.fanout_openapi",
 )
 
 Auth = Literal["anonymous", "function", "admin"]
@@ -113,15 +115,12 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
         problem = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         defaults = {400: "Malformed request", 422: "Validation failed"} if op.request_model else {}
         if op.auth != "anonymous":
-            defaults[401] = "Missing or invalid function key"
+            defaults[401] = "Missing or invalid key or bearer token"
+            defaults[403] = "The caller may not act for this club, is read-only, or is not an administrator"
         for status, desc in {**defaults, **op.responses}.items():
             responses[str(status)] = {"description": desc, **problem}
         item["responses"] = responses
-        item["security"] = (
-            []
-            if op.auth == "anonymous"
-            else ([{"masterKey": []}] if op.auth == "admin" else [{"functionKey": []}, {"masterKey": []}])
-        )
+        item["security"] = SECURITY[op.auth]
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
@@ -142,9 +141,27 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
                     "name": "x-functions-key",
                     "description": "Admin-level (host master) key.",
                 },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An OpenID Connect access token of the configured issuer (AUTH_ISSUER; "
+                    "discovery at <issuer>/.well-known/openid-configuration) for AUTH_AUDIENCE, listing the "
+                    "caller's clubs; roles: read-only, all clubs, admin. Accepted when AUTH_MODE=tokens "
+                    "(docs/security.md).",
+                },
             },
         },
     }
+
+
+#: The security requirement of each auth level: any one of the schemes listed (docs/security.md). An
+#: admin route takes a bearer token only with the admin role.
+SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "anonymous": [],
+    "admin": [{"masterKey": []}, {"bearer": []}],
+    "function": [{"functionKey": []}, {"masterKey": []}, {"bearer": []}],
+}
 
 
 def _path_params(path: str) -> list[str]:

@@ -29,7 +29,9 @@ holds that class and, unless they name their own, its subclasses::
     │   └── SftpDeadlineExceeded
     ├── _CallerFailed                shared.sftp
     ├── RuntimeError
-    │   └── MissingSetting           shared.config
+    │   ├── MissingSetting           shared.config
+    │   ├── EnqueueFailed            shared.idrott.fanout
+    │   └── ExportRunFailed          shared.idrott.worker
     ├── LookupError
     │   └── SecretNotFound           shared.secrets
     └── ValueError
@@ -91,6 +93,12 @@ failed run with 502 ``export-failed`` carrying the ``errorCode``; ``GET …/expo
     MissingSetting           HTTP 503 ``not-configured``, naming the setting. Queue: retry.
                              Export: run failed, ``internal-error``; the timer fails if it cannot
                              list the clubs.
+    EnqueueFailed            Export timer only: raised after every other club was enqueued, so
+                             the invocation shows failed; each club is an ``export.enqueue_failed``
+                             log line and is rolled again by the next firing.
+    ExportRunFailed          Export queue only: the worker raises it for a failed run (already in
+                             the ledger and the roll call) so the host retries the message after
+                             ``visibilityTimeout``, then moves it to ``<queue>-poison``.
     SecretNotFound           Translated where a secret is read: the NIF client raises
                              :class:`MissingSetting` (503 ``not-configured``), the SFTP adapter
                              :class:`SftpSecretMissing`.

@@ -153,6 +153,28 @@ def storage(azurite: str, env: Env):
     yield get_table_store()
 
 
+@pytest.fixture(scope="session")
+def azurite_queues() -> Iterator[str]:
+    """A real Azurite Queue service for the whole session; the value is its connection string."""
+    from devtools.azurite import Azurite
+
+    az = Azurite(service="queue").start()
+    try:
+        yield az.connection_string
+    finally:
+        az.stop()
+
+
+@pytest.fixture
+def queues(azurite_queues: str, env: Env):
+    """Settings pointed at Azurite's queues with an export queue unique to this test; yields the
+    QueueStore (``queues.queue(get_settings().IDROTTONLINE_EXPORT_QUEUE)`` is this test's queue)."""
+    from shared.queues import get_queue_store
+
+    env.set(AzureWebJobsStorage=azurite_queues, IDROTTONLINE_EXPORT_QUEUE="t" + uuid.uuid4().hex[:12])
+    yield get_queue_store()
+
+
 # --- the app through the local host ------------------------------------------------------
 @pytest.fixture(scope="session")
 def app_host():

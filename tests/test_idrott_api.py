@@ -24,7 +24,7 @@ BASE = "/api/idrottonline/clubs"
 
 
 @pytest.fixture
-def srv(tmp_path, storage, env, sensitive, monkeypatch):
+def srv(tmp_path, storage, queues, env, sensitive, monkeypatch):
     env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
     sensitive.add(SFTP_PASSWORD)
     monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
@@ -34,6 +34,28 @@ def srv(tmp_path, storage, env, sensitive, monkeypatch):
 
 def _json(res):
     return json.loads(res.get_body() or b"null")
+
+
+def _tick_the_timer(app_host, *, past_due: bool = False) -> None:
+    """The nightly timer fans out; the export worker then runs each work item, delivered from
+    Azurite's queue through the runtime by the poller (host.json's queue semantics)."""
+    from azure.functions.timer import TimerRequest
+
+    app_host.invoke("idrott_export_timer", timer=TimerRequest(past_due=past_due))
+    _drain(app_host)
+
+
+def _drain(app_host) -> None:
+    from devtools.queue_poller import QueuePoller
+
+    with QueuePoller(app_host.driver, "idrott_export_worker", max_polling_interval=0.2) as poller:
+        poller.drain(until_empty=True, timeout=60)
+
+
+def _tonight() -> str:
+    from shared.idrott.clock import local_date, utc_now
+
+    return local_date(utc_now()).isoformat()
 
 
 def _put_club(host, srv, club_id="c1", **kw):
@@ -64,7 +86,15 @@ def test_bindings(app_host):
         ("idrottonline/clubs/{clubId}/exports/full", "GET"): "admin",
         ("idrottonline/clubs/{clubId}/export", "POST"): "admin",
         ("idrottonline/clubs/{clubId}/export/preview", "GET"): "function",
+        ("idrottonline/export", "POST"): "admin",
+        ("idrottonline/export/nights/{night}", "GET"): "admin",
+        ("idrottonline/export/overdue", "GET"): "admin",
+        ("idrottonline/export/poison", "GET"): "admin",
+        ("idrottonline/export/poison/requeue", "POST"): "admin",
     }
+    worker = app_host.functions["idrott_export_worker"].trigger
+    assert worker["type"] == "queueTrigger" and worker["queueName"] == "%IDROTTONLINE_EXPORT_QUEUE%"
+    assert worker["connection"] == "AzureWebJobsStorage"
 
 
 def test_openapi_lists_the_routes():
@@ -78,7 +108,6 @@ def test_openapi_lists_the_routes():
 
 # ---- the whole story -----------------------------------------------------------------------------
 def test_end_to_end_intake_preview_export_delta(app_host, srv, sensitive, caplog):
-    from azure.functions.timer import TimerRequest
 
     club = _put_club(app_host, srv)
     assert club["country"] == "SE" and club["sftpPasswordSecret"] == "sftp-password-test"
@@ -110,7 +139,7 @@ def test_end_to_end_intake_preview_export_delta(app_host, srv, sensitive, caplog
     assert xml_files(srv.root) == []  # the preview sends nothing
 
     # the nightly timer exports every enabled SE club
-    app_host.invoke("idrott_export_timer", timer=TimerRequest(past_due=False))
+    _tick_the_timer(app_host)
     first = xml_files(srv.root)
     assert len(first) == 1
     assert first[0].name.startswith("idrettsbro_12345_") and first[0].name.endswith("_1of1.xml")
@@ -123,8 +152,16 @@ def test_end_to_end_intake_preview_export_delta(app_host, srv, sensitive, caplog
     assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=[changed]).status_code == 200
     assert app_host.request("PUT", f"{BASE}/c1/persons", json_body=[persons[1]]).status_code == 200  # unchanged
     caplog.set_level(logging.INFO)
-    app_host.invoke("idrott_export_timer", timer=TimerRequest(past_due=True))
-    assert "past due" in caplog.text
+    _tick_the_timer(app_host, past_due=True)  # the same night again: nothing is enqueued twice
+    assert "past due" in caplog.text and "0 club(s) enqueued, 1 already rolled" in caplog.text
+    assert xml_files(srv.root) == first
+    night = _json(app_host.request("GET", f"/api/idrottonline/export/nights/{_tonight()}", key="master"))
+    assert [(c["clubId"], c["status"]) for c in night["clubs"]] == [("c1", "succeeded")]
+    assert night["notRolled"] == []
+    # every club now, by an admin: through the queue to the worker
+    res = app_host.request("POST", "/api/idrottonline/export", key="master")
+    assert res.status_code == 202 and _json(res)["clubs"] == ["c1"]
+    _drain(app_host)
     second = [f for f in xml_files(srv.root) if f not in first]
     assert len(second) == 1
     root2 = xml_root(second[0])

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from shared.idrott import state
 from shared.idrott import store as store_mod
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
@@ -29,17 +30,24 @@ def _persons(n, start=0):
 
 
 def _ack(rec, full):
+    """What a successful run does around its upload (shared.idrott.export)."""
+    if full:
+        state.start_markers(rec.club_id)
     sel = rec.select(full_load=full, today=TODAY)
+    state.mark_run_succeeded(rec.club_id, "batch", datetime.now(UTC), scan=sel.scan)
     rec.commit(sel)
+    if sel.scan:
+        state.mark_records_committed(rec.club_id)
     return sel
 
 
 def test_delta_reads_only_marked_records(rec, monkeypatch):
     rec.upsert_persons(_persons(30))
-    assert len(rec.dirty_markers()) == 30
+    assert rec.dirty_markers() == []  # before the first full load: it reads the whole club anyway
     _ack(rec, True)
     assert rec.dirty_markers() == []
     rec.upsert_persons(_persons(2, start=100))
+    assert len(rec.dirty_markers()) == 2
     scans = []
     real_all = ClubRecords.all_persons
     monkeypatch.setattr(ClubRecords, "all_persons", lambda self: scans.append(1) or real_all(self))

@@ -68,7 +68,7 @@ def test_runtime_indexes_and_loads_every_declared_function() -> None:
 
 def test_every_trigger_type_the_app_uses_is_indexed() -> None:
     types = {f["bindings"][0]["type"] for f in _indexed()["functions"]}
-    assert types == {"httpTrigger", "serviceBusTrigger", "timerTrigger"}
+    assert types == {"httpTrigger", "queueTrigger", "serviceBusTrigger", "timerTrigger"}
 
 
 def test_http_auth_levels_and_routes() -> None:

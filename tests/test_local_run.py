@@ -237,6 +237,19 @@ def _walkthrough(info: dict[str, Any]) -> None:
             ("manual", "succeeded", 5),
         ]
 
+        # every club at once, through the export queue: the poller delivers the work item to the
+        # queue-triggered worker (nothing changed since the last run: the run is empty)
+        res = http.post(f"{api}/idrottonline/export", headers=mkey)
+        assert res.status_code == 202 and res.json()["clubs"] == [se], res.text
+
+        def third_run() -> list[dict[str, Any]]:
+            runs = http.get(f"{api}/idrottonline/clubs/{se}/exports", headers=fkey).json()["runs"]
+            return runs if len(runs) == 3 and runs[0]["status"] != "running" else []
+
+        queued = _wait_for(third_run)
+        assert queued and (queued[0]["trigger"], queued[0]["status"]) == ("manual", "empty")
+        assert http.get(f"{api}/idrottonline/export/poison", headers=mkey).json()["items"] == []
+
 
 # --- the local export timer and --reset -------------------------------------------------------------------
 

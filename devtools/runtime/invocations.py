@@ -21,12 +21,16 @@ Rules modelled (read in the host's source, not run; docs/runtime.md names the fi
   ``CorrelationIdArray``, ``ContentTypeArray``, ``SubjectArray``/``LabelArray``, ``SessionIdArray``,
   ``LockTokenArray``, …), each converted by the rules above.
 - **Timer**: the ``TimerInfo`` object as JSON (``Schedule``, ``ScheduleStatus``, ``IsPastDue``).
+- **Storage queue** (:func:`queue_trigger`): the body as bytes or strict UTF-8 text, ``Id``,
+  ``PopReceipt``, ``QueueTrigger`` as strings, ``DequeueCount`` and the ``DateTimeOffset`` times
+  as JSON, a JSON-object body's properties merged over them (ignoring case), no ``sys``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -215,3 +219,150 @@ def timer_info(
         "IsPastDue": past_due,
     }
     return [binding(protos, arg_name, protos.TypedData(json=json.dumps(info)))]
+
+
+# -- Storage queue ---------------------------------------------------------------------------------
+class TriggerConversionFailed(Exception):
+    """The host could not convert the message into the trigger's type: the invocation fails before
+    it reaches the worker (the queue extension then treats it as a failed run: retry, then poison)."""
+
+
+@dataclass
+class QueueMessageRecord:
+    """A Storage queue message as the queue extension holds it after a receive (``QueueMessage``).
+
+    ``body`` is the payload after ``messageEncoding`` was applied (base64 decoded). ``None`` times
+    mean the service did not return them.
+    """
+
+    body: bytes
+    id: str
+    dequeue_count: int
+    pop_receipt: str
+    inserted_on: datetime | None = None
+    expires_on: datetime | None = None
+    next_visible_on: datetime | None = None
+
+
+#: ``DateTimeOffset.MaxValue``, what the extension puts in for a missing expiry or next-visible time.
+DATETIMEOFFSET_MAX = "9999-12-31T23:59:59.9999999+00:00"
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def dotnet_datetimeoffset(value: datetime) -> str:
+    """A ``DateTimeOffset`` as Newtonsoft writes it (``JsonConvert.SerializeObject``), in UTC:
+    ``yyyy-MM-ddTHH:mm:ss[.FFFFFFF]+00:00`` (fraction only when not zero)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return dotnet_datetime(value) + "+00:00"
+
+
+def _newtonsoft_string(value: Any) -> str | None:
+    """``(string)JToken`` for a scalar of ``JObject.Parse`` (``Convert.ToString(v, InvariantCulture)``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        # JObject.Parse reads ISO date-times as DateTime (DateParseHandling.DateTime); a zone or offset
+        # is turned into the server's local time, which is UTC on the platform
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC)
+        return parsed.strftime("%m/%d/%Y %H:%M:%S")
+    if isinstance(value, float):
+        return repr(value).replace("e+", "E+").replace("e-", "E-")
+    return str(value)
+
+
+def _body_binding_data(text: str) -> dict[str, Any]:
+    """What ``Utility.ApplyBindingData`` adds from a JSON-object body: every top-level property
+    that is not an array and not null; objects as ``JObject`` (JSON text), the rest as strings."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return {}  # "[…]" also passes IsJson, but JObject.Parse throws and the host ignores it
+    try:
+        parsed = json.loads(stripped)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in parsed.items():
+        if isinstance(value, list):
+            continue
+        converted = (
+            json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            if isinstance(value, dict)
+            else _newtonsoft_string(value)
+        )
+        if converted is not None:
+            out[key] = ("json", converted) if isinstance(value, dict) else converted
+    return out
+
+
+def _set_ignoring_case(data: dict[str, Any], key: str, value: Any) -> None:
+    """``bindingData[key] = value`` on the host's ``OrdinalIgnoreCase`` dictionary: an existing key
+    keeps its spelling and takes the new value."""
+    existing = next((k for k in data if k.lower() == key.lower()), key)
+    data[existing] = value
+
+
+def queue_trigger(
+    protos: Any, arg_name: str, message: QueueMessageRecord, *, data_type: str | None, capabilities: dict[str, str]
+) -> tuple[list[Any], dict[str, Any]]:
+    """``input_data`` and ``trigger_metadata`` for a ``queueTrigger`` binding (cardinality one).
+
+    Modelled on the Storage Queues extension (``QueueTriggerBinding.CreateBindingData``,
+    ``StorageQueueMessageToStringConverter``) and the host (``WorkerFunctionInvoker.TransformInput``
+    → ``Utility.ApplyBindingData``, ``ScriptInvocationContextExtensions.ToRpcInvocationRequest``):
+
+    - the body: ``dataType: binary`` → bytes; otherwise (``string`` or none, which the host
+      defaults to ``string``) strict UTF-8 text: invalid UTF-8 raises :class:`TriggerConversionFailed`;
+    - ``QueueTrigger`` (the text, only when it is valid UTF-8), ``Id`` and ``PopReceipt`` as
+      strings; ``DequeueCount`` (a ``long``) as JSON; ``ExpirationTime``, ``InsertionTime``,
+      ``NextVisibleTime`` (``DateTimeOffset``) as JSON strings ``"…+00:00"``, a missing expiry or
+      next-visible time as ``DateTimeOffset.MaxValue``, a missing insertion time as now;
+    - for a string trigger whose body is a JSON object, its top-level non-array properties are
+      added to the binding data and **override a built-in entry of the same name, ignoring
+      case** (a body ``{"id": "x"}`` makes ``msg.id`` ``"x"``);
+    - no ``sys`` entry: the host skips ``SystemBindingData`` ("isn't RPC friendly").
+    """
+    p = protos
+    text: str | None
+    try:
+        text = message.body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if (data_type or "").lower() == "binary":
+        data = p.TypedData(bytes=message.body)
+    elif text is None:
+        raise TriggerConversionFailed(f"message {message.id}: the body is not valid UTF-8 (the trigger binds a string)")
+    else:
+        data = p.TypedData(string=text)
+
+    binding_data: dict[str, Any] = {}
+    if text is not None:
+        binding_data["QueueTrigger"] = text
+    binding_data["DequeueCount"] = ("json", json.dumps(int(message.dequeue_count)))
+    expires = dotnet_datetimeoffset(message.expires_on) if message.expires_on else DATETIMEOFFSET_MAX
+    inserted = dotnet_datetimeoffset(message.inserted_on or datetime.now(UTC))
+    visible = dotnet_datetimeoffset(message.next_visible_on) if message.next_visible_on else DATETIMEOFFSET_MAX
+    binding_data["ExpirationTime"] = ("json", json.dumps(expires))
+    binding_data["Id"] = message.id
+    binding_data["InsertionTime"] = ("json", json.dumps(inserted))
+    binding_data["NextVisibleTime"] = ("json", json.dumps(visible))
+    binding_data["PopReceipt"] = message.pop_receipt
+    if text is not None and (data_type or "").lower() != "binary":
+        for key, value in _body_binding_data(text).items():
+            _set_ignoring_case(binding_data, key, value)
+
+    metadata: dict[str, Any] = {}
+    for key, value in binding_data.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # ("json", text): ToRpcDefault / JObject
+            metadata[key] = p.TypedData(json=value[1])
+        else:
+            metadata[key] = p.TypedData(string=value)
+    return [binding(p, arg_name, data)], metadata

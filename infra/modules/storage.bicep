@@ -29,6 +29,9 @@ param deploymentContainerName string
 @maxValue(365)
 param deleteRetentionDays int = 7
 
+@description('Storage queues the app uses (the export work queue and its poison queue).')
+param queueNames array = []
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // Suppressions (checkov reads them inside the resource body):
   // checkov:skip=CKV_AZURE_35: the Flex Consumption app reaches this account over its public endpoint (this template adds no VNet integration or private endpoints); shared-key access is off, so every request needs an Entra ID token holding a data role
@@ -101,6 +104,20 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
     publicAccess: 'None'
   }
 }
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// The host creates a missing queue on first use too; declaring them makes them visible (and their
+// role assignment meaningful) before the first night.
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
+  }
+]
 
 output id string = storage.id
 output name string = storage.name

@@ -20,7 +20,9 @@ sends:
 
 After **every** file of the run has been uploaded, the adapter stores each selected record's
 export marker as its ``exported_hash``; a failed run stores nothing, so the next run selects the
-same records again (same ids: harmless).
+same records again (same ids: harmless). :func:`person_selected` and :func:`activity_selected`
+decide one record at a time, so an adapter can stream a club through them;
+:func:`select_changes` applies them to whole collections.
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ __all__ = [
     "Selection",
     "Tracked",
     "TrackedActivity",
+    "activity_selected",
     "content_hash",
     "current_marker",
     "export_marker",
+    "in_period",
     "is_pending",
     "lok_period",
+    "person_selected",
     "select_changes",
 ]
 
@@ -148,6 +153,33 @@ class Selection[P: Tracked, A: TrackedActivity]:
         return {pid for a in self.activities for pid in a.participant_ids if pid not in selected}
 
 
+def person_selected(p: Tracked, *, full_load: bool) -> bool:
+    """Whether a run sends this person (module docstring): a never-sent tombstone never, else all on
+    a full load, the pending ones later."""
+    if p.tombstone and p.exported_hash is None:
+        return False  # never sent: nothing to mark inactive
+    return full_load or is_pending(p)
+
+
+def activity_selected(
+    a: TrackedActivity, *, full_load: bool, period: tuple[date, date], timezone_name: str = SWEDISH_TIMEZONE
+) -> str | None:
+    """How a run sends this activity: ``"insert"``, ``"delete"`` or ``None`` (not at all);
+    ``period`` is the current LOK period (:func:`lok_period`), which limits a full load."""
+    if a.tombstone:
+        # never sent: nothing to delete
+        return "delete" if a.exported_hash is not None and is_pending(a) else None
+    if full_load:
+        return "insert" if in_period(a, period, timezone_name) else None
+    return "insert" if is_pending(a) else None
+
+
+def in_period(a: TrackedActivity, period: tuple[date, date], timezone_name: str = SWEDISH_TIMEZONE) -> bool:
+    """Whether the activity starts within ``period`` (local dates, inclusive)."""
+    first, last = period
+    return a.start_time is not None and first <= local_date(a.start_time, timezone_name) <= last
+
+
 def select_changes[P: Tracked, A: TrackedActivity](
     persons: Iterable[P],
     activities: Iterable[A],
@@ -158,23 +190,12 @@ def select_changes[P: Tracked, A: TrackedActivity](
 ) -> Selection[P, A]:
     """Decide what one run sends (see the module docstring); input order is kept."""
     sel: Selection[P, A] = Selection(full_load=full_load)
-    for p in persons:
-        if p.tombstone and p.exported_hash is None:
-            continue  # never sent: nothing to mark inactive
-        if full_load or is_pending(p):
-            sel.persons.append(p)
-    first, last = lok_period(today)
+    sel.persons = [p for p in persons if person_selected(p, full_load=full_load)]
+    period = lok_period(today)
     for a in activities:
-        if a.tombstone:
-            if a.exported_hash is None:
-                continue  # never sent: nothing to delete
-            if is_pending(a):
-                sel.deletes.append(a)
-            continue
-        if full_load:
-            if a.start_time is None or not first <= local_date(a.start_time, timezone_name) <= last:
-                continue
-            sel.activities.append(a)
-        elif is_pending(a):
+        how = activity_selected(a, full_load=full_load, period=period, timezone_name=timezone_name)
+        if how == "delete":
+            sel.deletes.append(a)
+        elif how == "insert":
             sel.activities.append(a)
     return sel

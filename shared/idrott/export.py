@@ -5,8 +5,13 @@ logs "skipped: ... holds the export lock" and returns ``status="skipped"`` witho
 
 The exported state (``exported_hash`` of each record, the dirty markers, ``full_load_done``)
 advances only after **every** file of the run is on the server: first the club's state row
-(:mod:`shared.idrott.state`), then the records, so a worker that dies in between never makes the
-next run a full load again. A failure anywhere (writing, XSD, SFTP, storage) leaves the records
+(:mod:`shared.idrott.state`), then the records (:meth:`shared.idrott.store.ClubRecords.commit`:
+one batched write per record on a full load), so a worker that dies in between never makes the
+next run a full load again; a run that read the whole club leaves ``scan_needed`` set until its
+records are committed, so after such a death the next run reads the whole club again and sends
+what was not committed. A full load switches intake's dirty markers on before it reads
+(:func:`shared.idrott.state.start_markers`). The selection is spooled to disk
+(:mod:`shared.idrott.selection`): memory does not grow with the club. A failure anywhere (writing, XSD, SFTP, storage) leaves the records
 untouched and records ``status="failed"`` with an error code in the ledger
 (:mod:`shared.idrott.ledger`); the next run selects the same records again (same ids: harmless for
 IdrottOnline).
@@ -15,7 +20,8 @@ IdrottOnline).
 reported (ledger ``skipped``, log line ``export.record_skipped``, preview), kept pending (its
 dirty marker stays), and the others go.
 
-The preview is :mod:`shared.idrott.preview`, the timer :mod:`shared.idrott.schedule`.
+The preview is :mod:`shared.idrott.preview`; the timer fans out (:mod:`shared.idrott.fanout`) and the
+queue worker (:mod:`shared.idrott.worker`) calls :func:`export_club` for one club per message.
 """
 
 from __future__ import annotations
@@ -25,20 +31,29 @@ import re
 import tempfile
 import time
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.idrott.clock import Clock, local_date, utc_now
 from shared.idrott.error_codes import error_code, redact
 from shared.idrott.files import build_files, club_export_info, name_tag, own_stale_part
-from shared.idrott.ledger import MAX_SKIPPED_LISTED, RunResult, close_abandoned, save_run
+from shared.idrott.ledger import MAX_SKIPPED_LISTED, RunResult, RunStatus, close_abandoned, save_run
 from shared.idrott.lock import acquire_lock, release_lock
-from shared.idrott.state import mark_run_succeeded, read_state, reserve_created_at
+from shared.idrott.state import (
+    mark_records_committed,
+    mark_run_succeeded,
+    markers_on,
+    read_state,
+    reserve_created_at,
+    start_markers,
+)
 
 if TYPE_CHECKING:
     from shared.clubs import Club
     from shared.config import Settings
+    from shared.idrott.selection import ClubSelection
+    from shared.idrott.store import ClubRecords
     from shared.idrott.xmlwriter import FileInfo
     from shared.sftp import UploadedFile
 
@@ -89,7 +104,6 @@ def export_club(club_or_id: Club | str, *, trigger: str = "manual", now: Clock =
 
 
 def _run_locked(club: Club, *, trigger: str, today: date, settings: Settings, now: Clock) -> RunResult:
-    from shared.idrott.selection import leave_out
     from shared.idrott.store import ClubRecords
 
     started = now()
@@ -104,34 +118,18 @@ def _run_locked(club: Club, *, trigger: str, today: date, settings: Settings, no
         # the attempt tag (from the BatchId) makes every attempt's file names its own besides
         created_at = reserve_created_at(club.club_id, started, last=state.get("last_created_at"))
         save_run(result)
+        if result.full_load and not markers_on(state):
+            start_markers(club.club_id, now=now)  # from now on intake marks what it writes
         records = ClubRecords(club.club_id, now=now)
         sel = records.select(full_load=result.full_load, today=today)
-        if sel.empty:
-            records.commit(sel)  # clears markers of records that turned out unchanged
-            result.status = "empty"
-        else:
-            with tempfile.TemporaryDirectory(prefix="idrott-export-") as tmp:
-                directory = Path(tmp)
-                built = build_files(
-                    club, sel, directory, batch_id=batch_id, created_at=created_at, tag=name_tag(batch_id)
-                )
-                leave_out(sel, built.skipped)
-                result.skipped, result.skipped_count = built.skipped, len(built.skipped)
-                _log_skipped(club.club_id, batch_id, built.skipped)
-                result.persons = len(sel.persons)
-                result.activities = len(sel.activities)
-                result.deletes = len(sel.deletes)
-                if not built.files:  # every selected record was skipped: they stay pending
-                    records.commit(sel)
-                    result.status = "empty"
-                else:
-                    _upload(club, result, built.files, directory, settings)
-                    # every file is on the server. The club's state first: a worker that dies after
-                    # this never makes the next run a full load; then the records (a death before
-                    # this line leaves them pending: they go again, same ids, harmless)
-                    mark_run_succeeded(club.club_id, batch_id, created_at, now=now)
-                    records.commit(sel)
-                    result.status = "succeeded"
+        try:
+            result.status = _send(
+                club, result, sel, records, batch_id=batch_id, created_at=created_at, settings=settings, now=now
+            )
+            if sel.scan and (result.status == "succeeded" or state.get("full_load_done")):
+                mark_records_committed(club.club_id)  # committed: every pending record has a marker again
+        finally:
+            sel.close()
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger, never stops other clubs
         result.status = "failed"
         result.error_code = error_code(exc)
@@ -161,6 +159,46 @@ def _run_locked(club: Club, *, trigger: str, today: date, settings: Settings, no
             time.monotonic() - t0,
         )
     return result
+
+
+def _send(
+    club: Club,
+    result: RunResult,
+    sel: ClubSelection,
+    records: ClubRecords,
+    *,
+    batch_id: str,
+    created_at: datetime,
+    settings: Settings,
+    now: Clock,
+) -> RunStatus:
+    """Write, validate and upload the selection's files, then advance the state and commit the
+    records; the run's status (``empty`` when nothing was sent)."""
+    from shared.idrott.selection import leave_out
+
+    if sel.empty:
+        records.commit(sel)  # clears markers of records that turned out unchanged
+        return "empty"
+    with tempfile.TemporaryDirectory(prefix="idrott-export-") as tmp:
+        directory = Path(tmp)
+        built = build_files(club, sel, directory, batch_id=batch_id, created_at=created_at, tag=name_tag(batch_id))
+        leave_out(sel, built.skipped)
+        result.skipped, result.skipped_count = built.skipped, len(built.skipped)
+        _log_skipped(club.club_id, batch_id, built.skipped)
+        result.persons = len(sel.persons)
+        result.activities = len(sel.activities)
+        result.deletes = len(sel.deletes)
+        if not built.files:  # every selected record was skipped: they stay pending
+            records.commit(sel)
+            return "empty"
+        _upload(club, result, built.files, directory, settings)
+    # every file is on the server. The club's state first: a worker that dies after this never
+    # makes the next run a full load (and, after a run that read the whole club, the next one reads
+    # it again to find what was not committed); then the records (a death before this line leaves
+    # them pending: they go again, same ids, harmless)
+    mark_run_succeeded(club.club_id, batch_id, created_at, now=now, scan=sel.scan)
+    records.commit(sel)
+    return "succeeded"
 
 
 def _log_skipped(club_id: str, batch_id: str, skipped: list[dict]) -> None:

@@ -2,7 +2,8 @@
 
 :func:`build_files` writes the selection with the streaming writer (:mod:`shared.idrott.xmlwriter`:
 split under ``IDROTTONLINE_MAX_FILE_BYTES``, self-contained) into a directory and validates every
-file (:mod:`shared.idrott.xsd`). **A record that cannot be sent** is skipped, never the run: one
+file (:mod:`shared.idrott.xsd`). Records are read from the (spooled) selection one at a time and
+the persons an activity needs are looked up by id, so nothing of the club is held in memory. **A record that cannot be sent** is skipped, never the run: one
 too large for a file with what it needs, one whose stored data no longer validates, one the XSD
 refuses (found by validating a refused file's records one by one), an activity whose participant
 is one of those. Each skipped record gets its code and detail (:mod:`shared.idrott.error_codes`).
@@ -12,18 +13,20 @@ Also the names a run gives its files (:func:`name_tag`) and the stale upload fil
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.idrott.error_codes import skip_code, skip_detail
 
 if TYPE_CHECKING:
     from shared.clubs import Club
     from shared.idrott.models import ClubExportInfo
+    from shared.idrott.rows import StoredActivity, StoredPerson
     from shared.idrott.selection import ClubSelection
     from shared.idrott.xmlrecords import PersonRecord
     from shared.idrott.xmlwriter import FileInfo
@@ -105,7 +108,6 @@ def build_files(
             {"kind": kind, "id": record_id, "code": code or skip_code(exc), "detail": skip_detail(exc)},
         )
 
-    context = {p.external_id: p for p in selection.all_persons()}
     for _ in range(_ISOLATION_ROUNDS):
         for leftover in directory.iterdir():
             leftover.unlink()
@@ -113,34 +115,24 @@ def build_files(
         skip_a = {rid for kind, rid in skipped if kind == "activity"}
 
         def person_record(pid: str, skip_p: set[str] = skip_p) -> PersonRecord | None:
-            """The writer's record, built on demand (memory stays flat); ``None`` if it cannot be sent."""
-            if pid in skip_p or pid not in context:
+            """The writer's record, read and built on demand (memory stays flat); ``None`` if it
+            cannot be sent."""
+            if pid in skip_p:
+                return None
+            stored = selection.person(pid)
+            if stored is None:
                 return None
             try:
-                return context[pid].record()
+                return stored.record()
             except ValueError as exc:  # stored under older rules, no longer valid (pydantic)
                 skip("person", pid, exc)
                 skip_p.add(pid)
                 return None
 
-        def persons(person_record: PersonLookup = person_record) -> Iterator[PersonRecord]:
-            for p in selection.persons:
-                rec = person_record(p.external_id)
-                if rec is not None:
-                    yield rec
-
-        activities = []
-        for a in selection.activities + selection.deletes:
-            if a.activity_id in skip_a:
-                continue
-            try:
-                activities.append(a.record())
-            except ValueError as exc:  # stored under older rules, no longer valid (pydantic)
-                skip("activity", a.activity_id, exc)
         infos = write_run_to_dir(
             header,
-            persons(),
-            activities,
+            _records(selection.persons, "person", skip_p, skip),
+            _records(itertools.chain(selection.activities, selection.deletes), "activity", skip_a, skip),
             max_file_bytes=limit,
             directory=directory,
             person_lookup=person_record,
@@ -167,6 +159,24 @@ def build_files(
         if not new:
             raise refused[0][1]
     raise refused[0][1]
+
+
+def _records(
+    stored: Iterable[StoredPerson] | Iterable[StoredActivity],
+    kind: str,
+    skip_ids: set[str],
+    skip: Callable[[str, str, Exception], None],
+) -> Iterator[Any]:
+    """The writer's records of ``stored``, built one at a time; one whose stored data no longer
+    validates (pydantic) is skipped."""
+    for r in stored:
+        if r.record_id in skip_ids:
+            continue
+        try:
+            yield r.record()
+        except ValueError as exc:  # stored under older rules, no longer valid (pydantic)
+            skip(kind, r.record_id, exc)
+            skip_ids.add(r.record_id)
 
 
 def _refused_records(path: Path) -> list[tuple[str, str | None, Exception]]:

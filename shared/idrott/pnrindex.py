@@ -5,8 +5,9 @@ personnummer. The index rows ``N|<digest>`` (:mod:`shared.idrott.rows`) name the
 holding each one; ``<digest>`` is a salted SHA-256 in letters only (:func:`pnr_key`): no
 personnummer in a key, so none in a storage log.
 
-A person's rows are written in one transaction: its dirty marker, its record (MERGE, so
-``exported_hash`` survives) and its claim on the index row (create, or an ETag-conditional
+A person's rows are written in one transaction: its record (MERGE, so ``exported_hash``
+survives), its dirty marker once the club's markers are on (:mod:`shared.idrott.store`) and its
+claim on the index row (create, or an ETag-conditional
 update), so of two writers of one personnummer exactly one wins. A re-key
 (``replacesExternalId``) adds the old row turned into an alias (``moved_to``) to that
 transaction. The only reads are the index rows of the request's personnummer (and, on a re-key or
@@ -73,6 +74,7 @@ class PersonIntake:
         self.club_id = records.club_id
         self.t = records.t
         self.now = records.now
+        self.marked = True  # whether the person's dirty marker goes in its transaction (upsert)
 
     def upsert(self, persons: Sequence[Person]) -> list[PersonRefusal]:
         """Store persons; return the ones refused (the others are stored).
@@ -88,6 +90,7 @@ class PersonIntake:
         """
         if not persons:
             return []
+        self.marked = self.records.markers_on()
         self.ensure_built()
         digests = {i: pnr_key(self.club_id, p.personnummer) for i, p in enumerate(persons) if p.personnummer}
         index = self._index_rows(set(digests.values()))
@@ -121,11 +124,16 @@ class PersonIntake:
                 refusals.append(
                     PersonRefusal(i, 409, "externalId", "changed concurrently by another request; send it again")
                 )
+        if not self.marked:
+            refused = {r.position for r in refusals}
+            self.records.catch_up_markers(P, [p.external_id for i, p in enumerate(persons) if i not in refused])
         return sorted(refusals, key=lambda r: r.position)
 
     def _person_ops(self, person: Person) -> list[Op]:
         # moved_to "": a re-used id is a person again, not an alias
-        return self.records.record_write(P, person.external_id, person.stored_data(), active=True, moved_to="")
+        return self.records.record_write(
+            P, person.external_id, person.stored_data(), marked=self.marked, active=True, moved_to=""
+        )
 
     def _index_entity(self, digest: str, external_id: str) -> dict:
         return {

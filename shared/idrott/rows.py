@@ -13,9 +13,11 @@ RowKey                 row
 ``A|<activityId>``     activity: intake JSON, ``hash``, ``exported_hash``, ``deleted`` (tombstone
                        → ``OptionType=Delete``), ``start_time`` (UTC, narrows a full load's scan
                        to the LOK period), ``updated_at``, ``exported_at``
-``D|P|<id>``,          dirty markers: written in the same transaction as (and before) the record
-``D|A|<id>``           on every intake write; a later run reads only this key range plus the
-                       records it names, never the whole club
+``D|P|<id>``,          dirty markers: written in the same transaction as the record on every
+``D|A|<id>``           intake write once the club's first full load has started (before it,
+                       none: the full load reads the whole club); a later run reads only this
+                       key range plus the records it names, never the whole club
+                       (:mod:`shared.idrott.store`: the bookkeeping)
 ``N|<digest>``         personnummer index (:mod:`shared.idrott.pnrindex`): ``external_id`` of the
                        one person holding that personnummer in the club
 ``M|pnr-index``        the index was built for the club's persons stored before it existed

@@ -7,6 +7,18 @@ attempt, failed ones included, has a strictly later one; ``last_batch_id`` / ``l
 name the latest successful run. The row advances only after every file of a run is on the server
 (:func:`mark_run_succeeded`), before the records are committed: a worker that dies in between
 never makes the next run a full load again.
+
+Two fields say how complete the club's dirty markers are (:mod:`shared.idrott.store`):
+
+- ``markers_since``: set when the club's first full load starts (:func:`start_markers`). Before
+  it, intake writes no dirty markers (the full load reads the whole club anyway, and its commit
+  then costs one write per record instead of two); from then on, and once ``full_load_done``,
+  intake writes a marker with every record (:func:`markers_on`).
+- ``scan_needed``: records may be pending without a marker (a full load reached the server but
+  its records are not all committed yet, or a worker died in between): the next run reads the
+  whole club instead of the markers. Set with ``full_load_done`` by a run that read the whole club
+  (:func:`mark_run_succeeded` with ``scan=True``, :func:`mark_full_load_done`), cleared by
+  :func:`mark_records_committed` once its commit is done.
 """
 
 from __future__ import annotations
@@ -20,12 +32,17 @@ if TYPE_CHECKING:
     from shared.tables_contract import StorageTable
 
 __all__ = [
+    "STATE_ROW",
     "STATE_TABLE",
     "full_load_done",
     "mark_full_load_done",
+    "mark_records_committed",
     "mark_run_succeeded",
+    "markers_complete",
+    "markers_on",
     "read_state",
     "reserve_created_at",
+    "start_markers",
     "state_table",
 ]
 
@@ -59,22 +76,54 @@ def reserve_created_at(club_id: str, started: datetime, *, last: datetime | None
     return created_at
 
 
-def mark_run_succeeded(club_id: str, batch_id: str, created_at: datetime, *, now: Clock = utc_now) -> None:
-    """Every file of the run is on the server: the full load is done, this run is the latest."""
+def markers_on(row: dict | None) -> bool:
+    """Whether intake must write dirty markers, by the club's state row (module docstring)."""
+    return bool(row and (row.get("full_load_done") or row.get("markers_since")))
+
+
+def markers_complete(row: dict | None) -> bool:
+    """Whether every pending record of the club has a dirty marker (a run may read only those)."""
+    return bool(row and row.get("full_load_done") and not row.get("scan_needed"))
+
+
+def start_markers(club_id: str, *, now: Clock = utc_now) -> None:
+    """From now on intake writes dirty markers (called when a full load starts, before it reads)."""
+    state_table().upsert({"PartitionKey": club_id, "RowKey": STATE_ROW, "markers_since": now()})
+
+
+def mark_run_succeeded(
+    club_id: str, batch_id: str, created_at: datetime, *, now: Clock = utc_now, scan: bool = False
+) -> None:
+    """Every file of the run is on the server: the full load is done, this run is the latest.
+    ``scan``: the run read the whole club, so until its records are committed
+    (:func:`mark_records_committed`) some may be pending without a marker."""
+    entity = {
+        "PartitionKey": club_id,
+        "RowKey": STATE_ROW,
+        "full_load_done": True,
+        "last_batch_id": batch_id,
+        "last_success_at": now(),
+        "last_created_at": created_at,
+    }
+    if scan:
+        entity["scan_needed"] = True
+    state_table().upsert(entity)
+
+
+def mark_records_committed(club_id: str) -> None:
+    """The records of a run that read the whole club are committed: markers are complete again."""
+    state_table().upsert({"PartitionKey": club_id, "RowKey": STATE_ROW, "scan_needed": False})
+
+
+def mark_full_load_done(club_id: str, batch_id: str) -> None:
+    """An abandoned full load whose files all reached the server counts as done (its records were
+    not committed: the next run reads the whole club to find them)."""
     state_table().upsert(
         {
             "PartitionKey": club_id,
             "RowKey": STATE_ROW,
             "full_load_done": True,
-            "last_batch_id": batch_id,
-            "last_success_at": now(),
-            "last_created_at": created_at,
+            "full_load_batch_id": batch_id,
+            "scan_needed": True,
         }
-    )
-
-
-def mark_full_load_done(club_id: str, batch_id: str) -> None:
-    """An abandoned full load whose files all reached the server counts as done."""
-    state_table().upsert(
-        {"PartitionKey": club_id, "RowKey": STATE_ROW, "full_load_done": True, "full_load_batch_id": batch_id}
     )

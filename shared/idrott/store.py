@@ -1,21 +1,36 @@
 """All reads and writes of one club's IdrottOnline records (``IdrottRecords``, one partition per
 club; the row layout and the stored record types are :mod:`shared.idrott.rows`).
 
-Intake writes each record with its dirty marker in one transaction (MERGE, so ``exported_hash``
-survives); persons go through the personnummer index (:mod:`shared.idrott.pnrindex`). The next
-run's selection reads the dirty markers and the records they name (:mod:`shared.idrott.selection`;
-the decision is the core's ``delta.select_changes``). Commit (only after every file of a run is
-uploaded) sets ``exported_hash`` to the export marker that was sent and deletes each dirty marker
-*with the ETag it had when selected*: a marker rewritten meanwhile (the record changed during the
-run) survives, so the newer version goes in the next run.
+**Bookkeeping: one write per exported record.** A record is pending while its ``exported_hash``
+differs from the export marker of its current content (``delta.is_pending``); dirty markers
+(``D|…`` rows) only say where a run must look.
+
+- **Intake** writes a record (MERGE, so ``exported_hash`` survives); persons go through the
+  personnummer index (:mod:`shared.idrott.pnrindex`). Once the club's first full load has started
+  (:func:`shared.idrott.state.markers_on`), its dirty marker goes in the same transaction.
+  Before that no marker is written: the full load reads the whole club anyway. A call that found
+  markers off reads the state again after its writes and, if a full load started meanwhile,
+  writes the markers then; so every write a run's selection may have missed has a marker.
+- **The selection** (:mod:`shared.idrott.selection`) reads the whole club on a full load or when
+  markers are not complete (:func:`shared.idrott.state.markers_complete`), otherwise only the
+  dirty markers and the records they name.
+- **Commit** (only after every file of a run is uploaded) writes, per record the files held whose
+  ``exported_hash`` changes, one MERGE of ``exported_hash`` := the marker that was sent
+  (If-Match ``*``: a row removed meanwhile is not brought back), and in the same transaction
+  deletes its dirty marker, if it had one, *with the ETag the marker had when selected*. A record
+  changed by intake during the run keeps its rewritten marker and, its content differing from
+  what was sent, stays pending: it goes in the next run. A full load of a club without markers
+  therefore costs one batched write per record; a delta run two (record and marker) in one
+  transaction. A record that cannot be sent keeps (or gets) its marker and is not touched.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.idrott import pnrindex, selection
 from shared.idrott.clock import SWEDISH_TIMEZONE, Clock, utc_now
@@ -24,6 +39,7 @@ from shared.idrott.models import Activity, Person, is_safe_id
 from shared.idrott.pnrindex import PersonRefusal
 from shared.idrott.rows import (
     DATA,
+    MAX_OPS,
     TABLE,
     A,
     D,
@@ -35,6 +51,8 @@ from shared.idrott.rows import (
     lookup_id_ok,
     person_from_row,
 )
+from shared.idrott.state import STATE_ROW, markers_complete, markers_on
+from shared.lifecycle import on_reset
 from shared.tables_contract import Op
 
 if TYPE_CHECKING:
@@ -45,32 +63,86 @@ log = logging.getLogger(__name__)
 
 #: With more dirty markers than this, scan the kind's key range instead of point reads.
 POINT_READ_LIMIT = 200
+#: (state table, club) known to have markers on: monotonic, so a process may remember it.
+_MARKERS_ON: set[tuple[str, str]] = set()
+on_reset(_MARKERS_ON.clear)
+
+
+class CommitReport(NamedTuple):
+    """What a commit wrote: record rows, markers deleted, markers written, transactions, records
+    whose marker changed during the run (they stay pending)."""
+
+    records: int = 0
+    markers_deleted: int = 0
+    markers_written: int = 0
+    transactions: int = 0
+    changed_during_run: int = 0
 
 
 class ClubRecords:
     """All reads and writes of one club's IdrottOnline records."""
 
-    def __init__(self, club_id: str, table: StorageTable | None = None, *, now: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        club_id: str,
+        table: StorageTable | None = None,
+        *,
+        now: Clock = utc_now,
+        state: StorageTable | None = None,
+    ) -> None:
         """``table``: ``IdrottRecords`` of the process-wide store unless given; a table given must be
-        opened with ``chunked=True`` (a record longer than one property is stored in pieces)."""
+        opened with ``chunked=True`` (a record longer than one property is stored in pieces).
+        ``state``: the ``IdrottExportState`` table that says whether intake writes dirty markers
+        (:mod:`shared.idrott.state`); the process-wide one when ``table`` is not given. Without
+        one, intake always writes markers and only a full load reads the whole club."""
         self.club_id = club_id
         if table is None:
+            from shared.idrott.state import state_table
             from shared.tables import get_table_store
 
             table = get_table_store().table(TABLE, chunked=True)
+            state = state if state is not None else state_table()
         self.t = table
+        self.state = state
         self.now = now
 
+    # ---- markers on / complete (shared.idrott.state) --------------------------------------------
+    def _state_row(self) -> dict | None:
+        assert self.state is not None
+        return self.state.get(self.club_id, STATE_ROW, select=["full_load_done", "markers_since", "scan_needed"])
+
+    def markers_on(self) -> bool:
+        """Whether intake writes dirty markers now (always without a state table)."""
+        if self.state is None:
+            return True
+        key = (self.state.name, self.club_id)
+        if key in _MARKERS_ON:
+            return True
+        on = markers_on(self._state_row())
+        if on:
+            _MARKERS_ON.add(key)
+        return on
+
+    def markers_complete(self) -> bool:
+        """Whether every pending record has a dirty marker (a run may read only those)."""
+        return self.state is None or markers_complete(self._state_row())
+
     # ---- intake ------------------------------------------------------------------------------
+    def _marker(self, kind: str, key: str, h: str | None = None) -> Op:
+        marker = {"PartitionKey": self.club_id, "RowKey": f"{D}{kind}{key}", "hash": h, "marked_at": self.now()}
+        return Op("upsert", marker, {"replace": True})
+
     def marked_write(self, kind: str, key: str, record: dict, h: str) -> list[Op]:
         """The operations writing ``record`` and its dirty marker (``kind`` ``P|`` or ``A|``), to
         go into one transaction."""
-        marker = {"PartitionKey": self.club_id, "RowKey": f"{D}{kind}{key}", "hash": h, "marked_at": self.now()}
-        return [Op("upsert", marker, {"replace": True}), Op("upsert", record)]
+        return [self._marker(kind, key, h), Op("upsert", record)]
 
-    def record_write(self, kind: str, key: str, data: dict, **fields: Any) -> list[Op]:
+    def _write(self, kind: str, key: str, record: dict, h: str, *, marked: bool) -> list[Op]:
+        return self.marked_write(kind, key, record, h) if marked else [Op("upsert", record)]
+
+    def record_write(self, kind: str, key: str, data: dict, *, marked: bool = True, **fields: Any) -> list[Op]:
         """The operations writing a record: its intake JSON (``data``), its content hash,
-        ``fields`` and its dirty marker (:meth:`marked_write`)."""
+        ``fields`` and, when ``marked``, its dirty marker (:meth:`marked_write`)."""
         h = content_hash(data)
         rec = {
             "PartitionKey": self.club_id,
@@ -80,7 +152,14 @@ class ClubRecords:
             **fields,
             "updated_at": self.now(),
         }
-        return self.marked_write(kind, key, rec, h)
+        return self._write(kind, key, rec, h, marked=marked)
+
+    def catch_up_markers(self, kind: str, keys: Iterable[str]) -> None:
+        """After records were written without markers (markers were off when the call began): if
+        a full load started meanwhile, its selection may have missed them, so mark them now."""
+        keys = list(keys)
+        if keys and self.markers_on():
+            self.t.submit([self._marker(kind, k) for k in keys])
 
     def upsert_persons(self, persons: Sequence[Person]) -> list[PersonRefusal]:
         """Store persons; return the ones refused (the others are stored).
@@ -121,16 +200,23 @@ class ClubRecords:
             "left_at": self.now(),
             "updated_at": self.now(),
         }
-        self.t.submit(self.marked_write(P, external_id, rec, export_marker(h, True)))
+        marked = self.markers_on()
+        self.t.submit(self._write(P, external_id, rec, export_marker(h, True), marked=marked))
+        if not marked:
+            self.catch_up_markers(P, [external_id])
         return "left"
 
     def upsert_activities(self, activities: Sequence[Activity]) -> None:
+        marked = self.markers_on()
         ops: list[Op] = []
         for act in activities:
             data = act.model_dump(mode="json", by_alias=True, exclude_none=True)
-            ops += self.record_write(A, act.activity_id, data, deleted=False, start_time=act.start_time.astimezone(UTC))
+            start = act.start_time.astimezone(UTC)
+            ops += self.record_write(A, act.activity_id, data, marked=marked, deleted=False, start_time=start)
         if ops:
             self.t.submit(ops)
+            if not marked:
+                self.catch_up_markers(A, [a.activity_id for a in activities])
 
     def delete_activity(self, activity_id: str) -> str | None:
         """``"deleted"`` (tombstone → ``OptionType=Delete``), ``"removed"`` for an id stored
@@ -146,7 +232,10 @@ class ClubRecords:
         if row.get("deleted"):
             return "deleted"
         rec = {"PartitionKey": self.club_id, "RowKey": A + activity_id, "deleted": True, "updated_at": self.now()}
-        self.t.submit(self.marked_write(A, activity_id, rec, export_marker(row.get("hash", ""), True)))
+        marked = self.markers_on()
+        self.t.submit(self._write(A, activity_id, rec, export_marker(row.get("hash", ""), True), marked=marked))
+        if not marked:
+            self.catch_up_markers(A, [activity_id])
         return "deleted"
 
     def known_person_ids(self, ids: Iterable[str]) -> set[str]:
@@ -184,11 +273,15 @@ class ClubRecords:
             params["end"] = end
         return (activity_from_row(r) for r in self.t.query(flt, parameters=params, partition_key=self.club_id))
 
+    def iter_markers(self) -> Iterator[Row]:
+        """The club's dirty marker rows (``RowKey``, ``hash``, ``_etag``), streamed."""
+        flt, params = key_range(D)
+        return self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey", "hash"])
+
     def dirty_markers(self) -> list[Row]:
         """The club's dirty marker rows (``RowKey``, ``hash``, ``_etag``): the records written since
-        the last run that committed them."""
-        flt, params = key_range(D)
-        return list(self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey", "hash"]))
+        the last run that committed them (once the club's markers are on)."""
+        return list(self.iter_markers())
 
     def load_rows(self, prefix: str, ids: set[str]) -> dict[str, Row]:
         """The rows of kind ``prefix`` with these ids (point reads, or one range scan for many)."""
@@ -204,8 +297,12 @@ class ClubRecords:
             if r["RowKey"][len(prefix) :] in ids
         }
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, *, today: date | None = None) -> dict[str, int]:
+        """Persons, active persons, activities and ``pendingChanges``: the records named by a dirty
+        marker together with those a run would send as changes without one (when markers are not
+        complete), so a marker that names nothing to send shows."""
         out = {"persons": 0, "activePersons": 0, "activities": 0, "pendingChanges": 0}
+        marked: set[str] = set()
         for r in self.t.query(partition_key=self.club_id, select=["RowKey", "active", "deleted", "moved_to"]):
             rk = r["RowKey"]
             if rk.startswith(P) and not r.get("moved_to"):
@@ -214,7 +311,13 @@ class ClubRecords:
             elif rk.startswith(A):
                 out["activities"] += not r.get("deleted")
             elif rk.startswith(D):
-                out["pendingChanges"] += 1
+                marked.add(rk[len(D) :])
+        if not self.markers_complete():
+            sel = self.select(full_load=False, today=today or utc_now().date())
+            marked |= {P + p.external_id for p in sel.persons}
+            marked |= {A + a.activity_id for a in itertools.chain(sel.activities, sel.deletes)}
+            sel.close()
+        out["pendingChanges"] = len(marked)
         return out
 
     # ---- selection ----------------------------------------------------------------------------
@@ -224,39 +327,96 @@ class ClubRecords:
         return selection.select(self, full_load=full_load, today=today, timezone_name=timezone_name)
 
     # ---- commit -------------------------------------------------------------------------------
-    def commit(self, sel: ClubSelection) -> None:
-        """Record what was uploaded (call only after every file of the run is on the server)."""
+    def commit(self, sel: ClubSelection) -> CommitReport:
+        """Record what was uploaded (call only after every file of the run is on the server):
+        module docstring. Returns what was written."""
+        now = self.now()
+        report = _Counts()
+        chunk: list[list[Op]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal chunk, size
+            if chunk:
+                self._submit_groups(chunk, report)
+            chunk, size = [], 0
+
+        def add(group: list[Op]) -> None:
+            nonlocal size
+            if size + len(group) > MAX_OPS:
+                flush()
+            chunk.append(group)
+            size += len(group)
+
+        for kind, rec, etag in sel.commit_rows():
+            group: list[Op] = []
+            marker = current_marker(rec)
+            if rec.exported_hash != marker:
+                row = {"PartitionKey": self.club_id, "RowKey": kind + rec.record_id}
+                group.append(Op("update", {**row, "exported_hash": marker, "exported_at": now}, {"etag": "*"}))
+            if etag is not None:
+                group.append(self._marker_delete(kind, rec.record_id, etag))
+            if group:
+                add(group)
+        for kind, rid, etag in sel.stale_markers():
+            add([self._marker_delete(kind, rid, etag)])
+        for kind, rid in sel.skipped_unmarked():  # a record that cannot be sent keeps a marker
+            add([self._marker(kind, rid)])
+        flush()
+        if report.changed:
+            log.info(
+                "club %s: %d record(s) changed during the export; they go in the next run", self.club_id, report.changed
+            )
+        return CommitReport(report.records, report.deleted, report.written, report.transactions, report.changed)
+
+    def _marker_delete(self, kind: str, rid: str, etag: str) -> Op:
+        return Op("delete", {"PartitionKey": self.club_id, "RowKey": f"{D}{kind}{rid}"}, {"etag": etag})
+
+    def _submit_groups(self, groups: list[list[Op]], report: _Counts) -> None:
+        """One transaction; when it meets a change (a marker rewritten, a row removed), each
+        record's group alone, and a record whose marker changed keeps it."""
         from shared.tables import Conflict
 
-        now = self.now()
-        sent: list[tuple[str, StoredPerson | StoredActivity]] = [(P, p) for p in sel.all_persons()]
-        sent += [(A, a) for a in sel.activities + sel.deletes]
-        ops = [
-            Op(
-                "upsert",
-                {
-                    "PartitionKey": self.club_id,
-                    "RowKey": kind + r.record_id,
-                    "exported_hash": current_marker(r),
-                    "exported_at": now,
-                },
-            )
-            for kind, r in sent
-        ]
-        if ops:
-            self.t.submit(ops)
-        deletes = [
-            Op("delete", {"PartitionKey": self.club_id, "RowKey": rk}, {"etag": etag}) for rk, etag in sel.dirty_markers
-        ]
         try:
-            if deletes:
-                self.t.submit(deletes)
+            self.t.submit([op for g in groups for op in g])
+            report.transactions += 1
+            for g in groups:
+                report.count(g)
+            return
         except Conflict:
-            # some marker was rewritten during the run: clear the others one by one, keep that one
-            kept = 0
-            for op in deletes:
+            pass
+        for g in groups:
+            try:
+                self.t.submit(g)
+                report.transactions += 1
+                report.count(g)
+                continue
+            except Conflict:
+                report.transactions += 1
+            # the marker was rewritten (the record changed during the run) or the row is gone:
+            # what was sent is still recorded; the marker stays, so the newer version goes next
+            update = [op for op in g if op.kind == "update"]
+            if update:
+                report.changed += 1
                 try:
-                    self.t.delete(self.club_id, op.entity["RowKey"], etag=op.options.get("etag"))
+                    self.t.submit(update)
+                    report.count(update)
                 except Conflict:
-                    kept += 1
-            log.info("club %s: %d record(s) changed during the export; they go in the next run", self.club_id, kept)
+                    pass  # removed meanwhile (DELETE of a never-exportable id)
+                report.transactions += 1
+
+
+class _Counts:
+    __slots__ = ("changed", "deleted", "records", "transactions", "written")
+
+    def __init__(self) -> None:
+        self.records = self.deleted = self.written = self.transactions = self.changed = 0
+
+    def count(self, ops: list[Op]) -> None:
+        for op in ops:
+            if op.kind == "update":
+                self.records += 1
+            elif op.kind == "delete":
+                self.deleted += 1
+            else:
+                self.written += 1

@@ -4,7 +4,9 @@
 ``errors`` are ``"line N: message"`` strings (no file content beyond what libxml2 quotes of
 element names and values; personnummer patterns are never echoed by our own checks).
 The compiled schema is cached for the process (reset hook via ``shared.lifecycle`` when present).
-The whole file is parsed (bounded by IDROTTONLINE_MAX_FILE_BYTES, not by the club size).
+A file is validated while it is parsed (``iterparse`` with the schema, each record dropped once
+checked), so memory stays flat however large the file; only a file that is refused is parsed whole
+again, to list every error with its line.
 lxml is imported on first use. :func:`single_record_documents` takes a refused file apart into
 one-record documents, so validating them one by one tells which records the refusal is about.
 """
@@ -72,13 +74,49 @@ def _parse(source: str | os.PathLike[str] | bytes) -> Any:
 
 def validate_file(path_or_bytes: str | os.PathLike[str] | bytes) -> None:
     """Raise :class:`InvalidExportFile` unless the document is a valid v1 import file."""
-    doc = _parse(path_or_bytes)
+    if _valid_streamed(path_or_bytes):
+        return
+    doc = _parse(path_or_bytes)  # refused: the whole tree, for every error with its line
     schema = _schema()
     if not schema.validate(doc):
         raise InvalidExportFile([f"line {e.line}: {e.message}" for e in schema.error_log])
     errors = _semantic_errors(doc.getroot())
     if errors:
         raise InvalidExportFile(errors)
+
+
+def _valid_streamed(source: str | os.PathLike[str] | bytes) -> bool:
+    """Whether the document is valid, checked while parsing (schema and our rules), each record
+    dropped once checked: memory does not grow with the file. ``False`` on any error."""
+    import io
+
+    from lxml import etree
+
+    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    errors: list[str] = []
+    numbers: dict[str, int] = {}
+    sections = {elements.PERSON: elements.PERSONS, elements.ACTIVITY: elements.ACTIVITIES}
+    tags = (*sections, elements.FILE_SEQUENCE, elements.FILE_COUNT, elements.IMPORT)
+    ended = False
+    try:
+        for _, el in etree.iterparse(
+            stream, events=("end",), tag=tags, schema=_schema(), resolve_entities=False, no_network=True
+        ):
+            parent = el.getparent()
+            if parent is None:
+                ended = el.tag == elements.IMPORT  # a truncated document never gets here
+            elif el.tag in sections:
+                if parent.tag == sections[el.tag]:
+                    errors += _person_errors(el) if el.tag == elements.PERSON else _activity_errors(el)
+                    el.clear()
+                    while el.getprevious() is not None:
+                        del parent[0]
+            elif parent.getparent() is None:
+                numbers[str(el.tag)] = int(el.text or 0)
+    except (etree.XMLSyntaxError, ValueError):
+        return False
+    seq, count = numbers.get(elements.FILE_SEQUENCE, 0), numbers.get(elements.FILE_COUNT, 0)
+    return ended and not errors and seq <= count
 
 
 def _semantic_errors(root: Any) -> list[str]:
@@ -88,32 +126,41 @@ def _semantic_errors(root: Any) -> list[str]:
     if seq > count:
         errors.append(f"{elements.FILE_SEQUENCE} {seq} is greater than {elements.FILE_COUNT} {count}")
     for person in root.iterfind(f"{elements.PERSONS}/{elements.PERSON}"):
-        if person.find(elements.PERSONAL_IDENTITY_NUMBER) is None:
-            nat = person.findtext(elements.NATIONALITY)
-            pid = person.findtext(elements.EXTERNAL_IDENTIFICATION)
-            if nat is None:
-                errors.append(
-                    f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} required without {elements.PERSONAL_IDENTITY_NUMBER}"
-                )
-            elif nat == "SE":
-                errors.append(
-                    f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} SE needs a {elements.PERSONAL_IDENTITY_NUMBER}"
-                )
+        errors += _person_errors(person)
     for act in root.iterfind(f"{elements.ACTIVITIES}/{elements.ACTIVITY}"):
-        option = act.findtext(elements.OPTION_TYPE)
-        is_short = act.find(elements.TYPE_ID) is None
-        aid = act.findtext(elements.ACTIVITY_ID)
-        if option == elements.OPTION_DELETE and not is_short:
-            errors.append(
-                f"line {act.sourceline}: activity {aid}: a Delete carries only {elements.ACTIVITY_ID}, {elements.OPTION_TYPE}, {elements.ORGANISATION_NUMBER}"
-            )
-        elif option == elements.OPTION_INSERT and is_short:
-            errors.append(f"line {act.sourceline}: activity {aid}: an Insert needs the whole activity")
-        elif not is_short and act.findtext(elements.END_TIME) <= act.findtext(elements.START_TIME):
-            errors.append(
-                f"line {act.sourceline}: activity {aid}: {elements.END_TIME} must be after {elements.START_TIME}"
-            )
+        errors += _activity_errors(act)
     return errors
+
+
+def _person_errors(person: Any) -> list[str]:
+    if person.find(elements.PERSONAL_IDENTITY_NUMBER) is not None:
+        return []
+    nat = person.findtext(elements.NATIONALITY)
+    pid = person.findtext(elements.EXTERNAL_IDENTIFICATION)
+    if nat is None:
+        return [
+            f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} required without {elements.PERSONAL_IDENTITY_NUMBER}"
+        ]
+    if nat == "SE":
+        return [
+            f"line {person.sourceline}: person {pid}: {elements.NATIONALITY} SE needs a {elements.PERSONAL_IDENTITY_NUMBER}"
+        ]
+    return []
+
+
+def _activity_errors(act: Any) -> list[str]:
+    option = act.findtext(elements.OPTION_TYPE)
+    is_short = act.find(elements.TYPE_ID) is None
+    aid = act.findtext(elements.ACTIVITY_ID)
+    if option == elements.OPTION_DELETE and not is_short:
+        return [
+            f"line {act.sourceline}: activity {aid}: a Delete carries only {elements.ACTIVITY_ID}, {elements.OPTION_TYPE}, {elements.ORGANISATION_NUMBER}"
+        ]
+    if option == elements.OPTION_INSERT and is_short:
+        return [f"line {act.sourceline}: activity {aid}: an Insert needs the whole activity"]
+    if not is_short and act.findtext(elements.END_TIME) <= act.findtext(elements.START_TIME):
+        return [f"line {act.sourceline}: activity {aid}: {elements.END_TIME} must be after {elements.START_TIME}"]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

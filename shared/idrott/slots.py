@@ -1,0 +1,88 @@
+"""Export slots: at most ``IDROTTONLINE_EXPORT_CONCURRENCY`` clubs export at once, across instances.
+
+RF's server is one endpoint for every club of the vendor, and its tolerance for concurrent SFTP
+sessions per vendor is unknown; the queue trigger alone bounds concurrency per instance
+(``batchSize + newBatchThreshold``), not in total. So a worker holds a slot for its run.
+
+Table ``IdrottExportState``, ``PartitionKey="_slots"``, ``RowKey="000"…`` (one row per slot while
+held): ``owner`` and ``expiresAt``. A slot is taken by insert-if-absent, or, once its lease has
+expired (a worker that died), by an ETag-conditional replace, so two workers never hold one slot.
+One query reads every held slot, so taking a free one costs two storage calls. The lease is
+``EXPORT_LOCK_SECONDS`` (above ``functionTimeout``), like the club lock.
+
+A worker that finds no free slot puts its work item back with a delay (:mod:`shared.idrott.worker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from shared.idrott.clock import Clock, utc_now
+
+__all__ = ["SLOTS_PARTITION", "acquire_slot", "held_slots", "release_slot"]
+
+log = logging.getLogger(__name__)
+
+SLOTS_PARTITION = "_slots"  # not a club id (those start with a letter or digit)
+
+
+def _key(i: int) -> str:
+    return f"{i:03d}"
+
+
+def held_slots(*, now: Clock = utc_now) -> int:
+    """How many slots are held by a live lease now."""
+    from shared.idrott.state import state_table
+
+    at = now()
+    return sum(
+        1
+        for r in state_table().query(partition_key=SLOTS_PARTITION)
+        if r.get("expiresAt") is not None and r["expiresAt"] > at
+    )
+
+
+def acquire_slot(owner: str, capacity: int, lease_seconds: int, *, now: Clock = utc_now) -> str | None:
+    """Take a free slot of ``capacity`` for ``owner``; its key, or None when all are held."""
+    from shared.idrott.state import state_table
+    from shared.tables import Conflict
+
+    t = state_table()
+    at = now()
+    held = {r["RowKey"]: r for r in t.query(partition_key=SLOTS_PARTITION)}
+    entity = {
+        "PartitionKey": SLOTS_PARTITION,
+        "owner": owner,
+        "acquiredAt": at,
+        "expiresAt": at + timedelta(seconds=lease_seconds),
+    }
+    free = [_key(i) for i in range(capacity) if _key(i) not in held]
+    expired = [k for k, r in held.items() if int(k) < capacity and (r.get("expiresAt") is None or r["expiresAt"] <= at)]
+    random.shuffle(free)  # contenders spread over the free slots instead of racing for the first
+    for key in free:
+        if t.insert({**entity, "RowKey": key}):
+            return key
+    for key in expired:
+        try:
+            t.update({**entity, "RowKey": key}, etag=held[key]["_etag"], replace=True)
+        except Conflict:
+            continue
+        log.warning("export slot %s: took over an expired lease of %s", key, held[key].get("owner"))
+        return key
+    return None
+
+
+def release_slot(key: str, owner: str) -> None:
+    """Give the slot back if ``owner`` still holds it (otherwise its lease expires on its own)."""
+    from shared.idrott.state import state_table
+    from shared.tables import Conflict, StorageError
+
+    t = state_table()
+    try:
+        row = t.get(SLOTS_PARTITION, key)
+        if row is not None and row.get("owner") == owner:
+            t.delete(SLOTS_PARTITION, key, etag=row["_etag"])
+    except (Conflict, StorageError) as exc:
+        log.warning("export slot %s: could not release it (%s); its lease expires", key, type(exc).__name__)
