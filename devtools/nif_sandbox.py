@@ -9,8 +9,10 @@ Start it from Python::
 or from a shell: ``python -m devtools.nif_sandbox --port 7072``.
 
 NIF endpoints (under ``/api/v1``): ``GET auth/token/{clubId}``, ``GET sports``, ``GET countries``,
-``GET organization/structure``, ``POST membership``. Every call needs ``Ocp-Apim-Subscription-Key``;
-all but GET Token also need ``Authorization`` (the token, bare or ``Bearer``) and ``ClubId``.
+``GET organization/structure``, ``POST membership``, and the payment endpoints of
+``devtools/nif_sandbox_payments.py`` (``POST membership/Addpaymentdetail``, ``GET
+/read/api/Payment/paymentdetails``, faults injected ``after`` recording). Every call needs
+``Ocp-Apim-Subscription-Key``; all but GET Token also need ``Authorization`` (the token, bare or ``Bearer``) and ``ClubId``.
 
 Error bodies (NIF does not document its own; this is the sandbox's choice, and the client
 accepts several shapes):
@@ -58,6 +60,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+from devtools.nif_sandbox_payments import GET_PARTS, POST_ROUTE, PaymentBook
 from shared.nif import rules
 from shared.nif.models import NORWAY_COUNTRY_ID, MembershipRequest
 
@@ -302,6 +305,7 @@ class _Fault:
     status: int | None
     delay: float
     times: int
+    after: bool = False  # handle (record) first, then wait and answer: a time-out after recording
 
 
 class NifSandbox:
@@ -378,6 +382,7 @@ class NifSandbox:
         self.verifications: dict[str, _Verification] = {}
         self.outbox: list[dict[str, Any]] = []
         self._faults: list[_Fault] = []
+        self.payments = PaymentBook(self)  # devtools/nif_sandbox_payments.py
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -430,11 +435,19 @@ class NifSandbox:
             self._token_generation[club_id] += 1
 
     def inject(
-        self, path: str, *, status: int | None = None, delay: float = 0.0, times: int = 1, method: str | None = None
+        self,
+        path: str,
+        *,
+        status: int | None = None,
+        delay: float = 0.0,
+        times: int = 1,
+        method: str | None = None,
+        after: bool = False,
     ) -> None:
-        """Next ``times`` requests whose path contains ``path``: wait ``delay`` s, then answer ``status``."""
+        """Next ``times`` requests whose path contains ``path``: wait ``delay`` s, then answer ``status``
+        (``after``: handle the request first, so it is applied, then wait and answer)."""
         with self._lock:
-            self._faults.append(_Fault(path, method, status, delay, times))
+            self._faults.append(_Fault(path, method, status, delay, times, after))
 
     def issue_token(self, club_id: int, *, ttl: int | None = None) -> str:
         now = int(self._clock().timestamp())
@@ -501,10 +514,14 @@ class NifSandbox:
     ) -> tuple[int, Any]:
         self.calls[f"{method} {path}"] += 1
         if path.startswith("/_sandbox/"):
-            return self._sandbox_route(method, path, query)
+            routed = self.payments.sandbox_route(method, [p for p in path.split("/") if p][1:], body)
+            return routed if routed is not None else self._sandbox_route(method, path, query)
         if headers.get("ocp-apim-subscription-key") != self.subscription_key:
             return 401, {"statusCode": 401, "message": "Access denied due to missing or invalid subscription key."}
         parts = [p for p in path.split("/") if p]
+        if [p.lower() for p in parts] == GET_PARTS and method == "GET":  # no version segment (reference)
+            club = self._check_token(headers)
+            return self.payments.get(club, query) if isinstance(club, int) else club
         if len(parts) < 3 or parts[0] != "api" or parts[1] != "v1":
             return 404, {"statusCode": 404, "message": "Resource not found"}
         route = parts[2:]
@@ -521,6 +538,8 @@ class NifSandbox:
             return 200, self.orgs[club]
         if method == "POST" and route == ["membership"]:
             return self._membership(club, body)
+        if method == "POST" and [p.lower() for p in route] == POST_ROUTE:
+            return self.payments.post(club, body)
         return 404, {"statusCode": 404, "message": "Resource not found"}
 
     def _token(self, raw_club: str) -> tuple[int, Any]:
@@ -801,6 +820,9 @@ def _make_handler(sandbox: NifSandbox) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             fault = sandbox._take_fault(self.command, split.path)
+            if fault is not None and fault.after:
+                self._serve_then(fault, split, body)
+                return
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
@@ -812,6 +834,14 @@ def _make_handler(sandbox: NifSandbox) -> type[BaseHTTPRequestHandler]:
                 status, payload = sandbox.handle(self.command, split.path, dict(parse_qsl(split.query)), headers, body)
             except Exception as exc:  # noqa: BLE001 - a sandbox bug must show up as NIF's 500
                 status, payload = 500, {"statusCode": 500, "message": f"sandbox error: {type(exc).__name__}"}
+            self._send(status, payload)
+
+        def _serve_then(self, fault: _Fault, split: Any, body: bytes) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, payload = sandbox.handle(self.command, split.path, dict(parse_qsl(split.query)), headers, body)
+            time.sleep(fault.delay)
+            if fault.status is not None:
+                status, payload = fault.status, {"statusCode": fault.status, "message": "injected fault"}
             self._send(status, payload)
 
         def _send(self, status: int, payload: Any) -> None:

@@ -137,3 +137,18 @@ def test_unicode_digits_are_not_ids() -> None:
     raw = RawMessage("m-sup", 1, None, 1, {"ObjectId": "²", "EntityName": "TpPerson", "ChangeType": 1}, b"{}")
     with pytest.raises(PoisonMessage):
         parse_envelope(raw)
+
+
+@pytest.mark.parametrize(("object_id", "poison"), [(0, False), (4, False), (-1, True), (2**63, True)])
+def test_object_id_zero_is_an_entity_negative_or_beyond_int64_is_poison(object_id: int, poison: bool) -> None:
+    """NIF numbers payment types 0-4 (nif-payments reference): a Tp_PaymentType with ObjectId 0
+    must be applied, not quarantined; the seed only says "Id of the entity"."""
+    from shared.nif.queue.envelope import PoisonMessage, RawMessage, parse_envelope
+
+    props = {"ObjectId": object_id, "EntityName": "Tp_PaymentType", "ChangeType": 1}
+    raw = RawMessage("m-type", 1, None, 1, props, b'{"Id": 0, "Name": "Kontant"}')
+    if poison:
+        with pytest.raises(PoisonMessage):
+            parse_envelope(raw)
+    else:
+        assert parse_envelope(raw).object_id == object_id

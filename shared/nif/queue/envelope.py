@@ -211,8 +211,8 @@ def parse_envelope(raw: RawMessage) -> Envelope:
     object_id = _int(raw_object_id)
     if object_id is None:
         raise PoisonMessage("ObjectId is not an integer")
-    if not 1 <= object_id <= MAX_OBJECT_ID:
-        raise PoisonMessage(f"ObjectId is outside 1..{MAX_OBJECT_ID} (Edm.Int64, positive)")
+    if not 0 <= object_id <= MAX_OBJECT_ID:  # 0 is real: NIF numbers payment types 0-4
+        raise PoisonMessage(f"ObjectId is outside 0..{MAX_OBJECT_ID} (Edm.Int64, not negative)")
 
     entity_name = _text(_prop(props, "EntityName"))
     if entity_name is None or not entity_name.strip():
