@@ -11,7 +11,11 @@ Everything behind the worker boundary is Microsoft's own Python runtime, driven 
   master key, ``admin`` only the master key;
 - turns a request, a Service Bus batch or a timer tick into an ``InvocationRequest``
   (:mod:`devtools.runtime.invocations` models the host's rules) and the response back;
-- serves HTTP on loopback for ``make run`` with an access log (status and latency).
+- serves HTTP on loopback for ``make run`` with an access log (status and latency);
+- applies the Function App's CORS (``CORS_ALLOWED_ORIGINS``): a preflight (``OPTIONS`` with
+  ``Origin`` and ``Access-Control-Request-Method``) from an allowed origin answers 204 with the
+  ``Access-Control-Allow-*`` headers, from any other origin 403 without them; an allowed origin's
+  other requests get ``Access-Control-Allow-Origin`` on the answer.
 """
 
 from __future__ import annotations
@@ -75,6 +79,11 @@ class LocalHost:
     driver: RuntimeDriver = field(default_factory=get_driver)
     function_key: str = field(default_factory=lambda: os.environ.get("IDRETTSBRO_FUNCTION_KEY", DEFAULT_FUNCTION_KEY))
     master_key: str = field(default_factory=lambda: os.environ.get("IDRETTSBRO_MASTER_KEY", DEFAULT_MASTER_KEY))
+    cors_origins: frozenset[str] = field(
+        default_factory=lambda: frozenset(
+            o.strip().rstrip("/") for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+        )
+    )
 
     def __post_init__(self) -> None:
         self.functions: dict[str, IndexedFunction] = dict(self.driver.functions)
@@ -135,6 +144,37 @@ class LocalHost:
         elif key is not None:
             headers.setdefault("x-functions-key", key)
         parts = urlsplit(url)
+        origin = next((v for k, v in headers.items() if k.lower() == "origin"), None)
+        if (
+            method.upper() == "OPTIONS"
+            and origin
+            and any(k.lower() == "access-control-request-method" for k in headers)
+        ):
+            return self.preflight(origin)
+        res = self._route(method, url, parts, headers, body)
+        if origin and origin.rstrip("/") in self.cors_origins:
+            res.headers["Access-Control-Allow-Origin"] = origin
+            res.headers["Vary"] = "Origin"
+        return res
+
+    def preflight(self, origin: str) -> func.HttpResponse:
+        """The platform's CORS answer to a preflight: allowed origin → 204 with the grants; else 403."""
+        if origin.rstrip("/") not in self.cors_origins:
+            return func.HttpResponse(status_code=403)
+        return func.HttpResponse(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, x-functions-key",
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+
+    def _route(
+        self, method: str, url: str, parts: Any, headers: dict[str, str], body: bytes | None
+    ) -> func.HttpResponse:
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         found = self.match(method, parts.path)
         if found is None:

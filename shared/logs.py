@@ -29,6 +29,10 @@ REDACTED = "[REDACTED]"
 _invocation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("invocation_id", default=None)
 _trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 _club_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("club_id", default=None)
+# the HTTP caller (shared.auth): a token's subject and client id, or the key kind; never a name or e-mail
+_caller_subject: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller_subject", default=None)
+_caller_client_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller_client_id", default=None)
+_CONTEXT_VARS = (_invocation_id, _trace_id, _club_id, _caller_subject, _caller_client_id)
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
@@ -130,6 +134,8 @@ def install_redaction() -> None:
         record.invocation_id = _invocation_id.get()
         record.trace_id = _trace_id.get()
         record.club_id = _club_id.get()
+        record.caller_subject = _caller_subject.get()
+        record.caller_client_id = _caller_client_id.get()
         return record
 
     logging.setLogRecordFactory(factory)
@@ -138,11 +144,17 @@ def install_redaction() -> None:
 
 @contextlib.contextmanager
 def log_context(
-    *, invocation_id: str | None = None, trace_id: str | None = None, club_id: str | None = None
+    *,
+    invocation_id: str | None = None,
+    trace_id: str | None = None,
+    club_id: str | None = None,
+    caller_subject: str | None = None,
+    caller_client_id: str | None = None,
 ) -> Iterator[None]:
     """Set correlation ids for log records emitted inside the block (values left None keep theirs)."""
     tokens = []
-    for var, value in ((_invocation_id, invocation_id), (_trace_id, trace_id), (_club_id, club_id)):
+    values = (invocation_id, trace_id, club_id, caller_subject, caller_client_id)
+    for var, value in zip(_CONTEXT_VARS, values, strict=True):
         if value is not None:
             tokens.append((var, var.set(str(value))))
     try:
@@ -167,7 +179,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        for key in ("invocation_id", "trace_id", "club_id"):
+        for key in ("invocation_id", "trace_id", "club_id", "caller_subject", "caller_client_id"):
             value = getattr(record, key, None)
             if value:
                 out[key] = value

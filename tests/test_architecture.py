@@ -60,7 +60,9 @@ FUNCTIONS_EXTRA: dict[str, set[str]] = {}
 MAX_GLUE_STATEMENTS = 3
 
 # --- settings ---------------------------------------------------------------------------------
-ENV_READERS = {"shared/config.py", "shared/secrets.py"}
+# functions/_glue.py reads AUTH_MODE once while the host indexes the app: the HTTP auth levels are
+# fixed there, and Settings would load pydantic at import (docs/security.md, "Keys and tokens").
+ENV_READERS = {"shared/config.py", "shared/secrets.py", "functions/_glue.py"}
 #: Known reads of the environment outside Settings: {(path, line): what to do}.
 KNOWN_ENV_READS: dict[tuple[str, int], str] = {}
 

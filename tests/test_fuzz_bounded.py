@@ -42,7 +42,8 @@ def _operations() -> dict[tuple[str, re.Pattern[str]], str]:
     for path, item in build_document(all_operations())["paths"].items():
         pattern = re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)))
         for method, op in item.items():
-            schemes = {name for requirement in op.get("security", []) for name in requirement}
+            # the key schemes only: a bearer token (docs/security.md) is an alternative on every keyed route
+            schemes = {name for requirement in op.get("security", []) for name in requirement} - {"bearer"}
             level = "admin" if schemes == {"masterKey"} else "function" if schemes else "anonymous"
             ops[(method.upper(), pattern)] = level
     return ops

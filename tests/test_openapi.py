@@ -32,8 +32,8 @@ def test_auth_levels_match_security(app_host) -> None:
             sec = doc["paths"][path][m.lower()]["security"]
             expected = {
                 "anonymous": [],
-                "admin": [{"masterKey": []}],
-                "function": [{"functionKey": []}, {"masterKey": []}],
+                "admin": [{"masterKey": []}, {"bearer": []}],
+                "function": [{"functionKey": []}, {"masterKey": []}, {"bearer": []}],
             }[r.auth_level]
             assert sec == expected, (m, path)
 

@@ -40,6 +40,9 @@ param applicationInsightsConnectionString string
 @description('The settings the code reads (Settings + binding expressions), built in main.bicep.')
 param appSettings object
 
+@description('Browser origins allowed by the platform\'s CORS (CORS_ALLOWED_ORIGINS); empty: none.')
+param corsAllowedOrigins array = []
+
 @description('Upper bound of instances the plan scales out to (also caps concurrent NIF calls).')
 @minValue(1)
 @maxValue(1000)
@@ -110,6 +113,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      cors: {
+        allowedOrigins: corsAllowedOrigins
+        supportCredentials: false // bearer tokens travel in the Authorization header, never in cookies
+      }
     }
     functionAppConfig: {
       deployment: {

@@ -99,6 +99,9 @@ def record_request(
     if entity is None:
         log.info("membership request for club %s has no traceId (validated person); not recorded", club_id)
         return None
+    from shared.auth import attribution
+
+    entity.update(attribution())  # who asked: actorKind, and a token's actorSubject / actorClientId
     if not _table().insert(entity):
         log.info("membership request %s already recorded", response.traceId)
     return entity
