@@ -124,6 +124,12 @@ class _RemoteSftp:
         assert self.proc.stdout is not None
         info = dict(self.proc.stdout.readline().strip().split("=", 1) for _ in range(2))
         self.port, self.host_key_line = int(info["port"]), info["host_key"]
+        self.root = root
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -181,6 +187,7 @@ def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
     sizes = {}
     for c in range(n_clubs):
         club_id = f"club-{c:04d}"
+        (srv.root / club_id).mkdir(parents=True, exist_ok=True)
         n = rng.randint(50, 500)
         sizes[club_id] = n
         put_club(
@@ -198,12 +205,15 @@ def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
                     "sftpUsername": SFTP_USER,
                     "sftpHostKey": srv.host_key_line,
                     "sftpPasswordSecret": SFTP_SECRET,
+                    "sftpRemoteDir": club_id,  # each club its own folder, as RF's accounts have
                 }
             ),
         )
         rec = ClubRecords(club_id)
         rec.upsert_persons([Person.model_validate(_person(c, i, rng)) for i in range(n)])
         rec.upsert_activities([Activity.model_validate(a) for a in _activities(c, n)])
+        if (c + 1) % 200 == 0:
+            print(f"  seeded {c + 1} clubs", flush=True)
     return sizes
 
 
@@ -234,7 +244,7 @@ def _first_night(sizes: dict[str, int]) -> None:
         raise SystemExit(f"full load failed: {bad}")
 
 
-def _night(c: int, night: int, counting: CountingStore) -> dict[str, Any]:
+def _night(c: int, night: int, counting: CountingStore, srv: _RemoteSftp) -> dict[str, Any]:
     from shared.idrott import fanout, worker
 
     at = NIGHT0 + timedelta(days=night)
@@ -245,6 +255,7 @@ def _night(c: int, night: int, counting: CountingStore) -> dict[str, Any]:
     before = Counter(counting.counts)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
+    server0 = srv.cpu_seconds()
     done = fanout.fan_out(now=lambda: at)
     t_fanout = time.perf_counter() - t0
     queue = fanout.export_queue()
@@ -277,6 +288,7 @@ def _night(c: int, night: int, counting: CountingStore) -> dict[str, Any]:
         t.join()
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    server_cpu = srv.cpu_seconds() - server0
     ops = counting.counts - before
     n = len(done.enqueued)
     return {
@@ -290,6 +302,7 @@ def _night(c: int, night: int, counting: CountingStore) -> dict[str, Any]:
         "p95": statistics.quantiles(per_club, n=20)[18],
         "outcomes": dict(outcomes),
         "cpu_per_club": cpu / n,
+        "server_cpu_per_club": server_cpu / n,
         "ops": {k: v / n for k, v in ops.items()},
     }
 
@@ -355,13 +368,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for night, c in enumerate(CONCURRENCY, start=1):
                 _change(sizes, night)
-                row = _night(c, night, counting)
+                row = _night(c, night, counting, srv)
                 rows.append(row)
                 print(
                     f"C={c:>3}: {row['clubs']} clubs in {row['wall']:.1f} s (fan-out {row['fanout']:.1f} s); "
                     f"N x latency / C = {row['ideal']:.1f} s, target <= {row['target']:.1f} s: "
                     f"{'MET' if row['wall'] <= row['target'] else 'NOT MET'} (ratio {row['wall'] / row['ideal']:.2f}); "
-                    f"per club p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s; CPU {row['cpu_per_club'] * 1000:.0f} ms/club; "
+                    f"per club p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s; CPU {row['cpu_per_club'] * 1000:.0f} ms/club "
+                    f"(SFTP server process: {row['server_cpu_per_club'] * 1000:.0f} ms/club); "
                     f"outcomes {row['outcomes']}",
                     flush=True,
                 )
