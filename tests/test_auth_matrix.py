@@ -361,3 +361,38 @@ def test_tokens_mode_indexes_every_http_route_anonymous() -> None:
     assert data["mode"] == "tokens"
     assert set(data["levels"]) == set(POLICIES)
     assert {str(v).lower() for v in data["levels"].values()} == {"anonymous"}
+
+
+def test_intake_records_payments_and_manual_runs_record_who_did_it(storage, issuer, env, tmp_path) -> None:
+    """The same attribution on an intake record, a payment's outbox row and a manual export run
+    (here one that fails: nothing listens on the club's SFTP port): ids only, never a name."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from devtools.ports import free_port
+    from devtools.sftp_server import SftpServer
+    from shared.clubs import ClubIn, put_club
+    from shared.idrott.export import export_club
+    from shared.idrott.ledger import list_runs
+    from shared.idrott.models import Person
+    from shared.idrott.rows import TABLE as RECORDS
+    from shared.idrott.store import ClubRecords
+    from shared.nif.payments.outbox import new_row
+    from tests.idrott_support import club_body, person
+
+    nobody = SimpleNamespace(port=free_port(), username="rf", host_key_line=SftpServer(tmp_path).host_key_line)
+    put_club("se-1", ClubIn.model_validate(club_body(nobody)))
+    env.set(SFTP_PASSWORD_TEST="not-used-nothing-listens", SFTP_CONNECT_TIMEOUT_SECONDS=1)
+
+    def act(req):
+        ClubRecords("se-1").upsert_persons([Person.model_validate(person("p-1"))])
+        assert export_club("se-1", trigger="manual").status == "failed"
+        return new_row(int(CLUB), "ext-1", content_hash="h", request={"personId": 1}, now=datetime.now(UTC))
+
+    payment = _as_token_caller(issuer, env, act, sub="staff-9", clubs=[CLUB, "se-1"])
+    who = {"actorKind": "token", "actorSubject": "staff-9", "actorClientId": "local-frontend"}
+    assert {k: payment[k] for k in who} == who
+    record = next(r for r in storage.table(RECORDS).query(partition_key="se-1") if r["RowKey"].endswith("p-1"))
+    assert {k: record[k] for k in who} == who
+    (run,) = list_runs("se-1")
+    assert run.actor == who and run.to_json()["actor"] == who

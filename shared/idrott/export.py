@@ -108,7 +108,11 @@ def _run_locked(club: Club, *, trigger: str, today: date, settings: Settings, no
 
     started = now()
     batch_id = new_batch_id()
-    result = RunResult(club.club_id, "running", batch_id=batch_id, trigger=trigger, started_at=started)
+    from shared.auth import attribution
+
+    result = RunResult(
+        club.club_id, "running", batch_id=batch_id, trigger=trigger, started_at=started, actor=attribution()
+    )
     t0 = time.monotonic()
     try:
         close_abandoned(club.club_id, by=batch_id, lease_seconds=settings.EXPORT_LOCK_SECONDS, now=now)

@@ -71,6 +71,9 @@ class RunResult:
     skipped_count: int = 0
     closed_by: str | None = None  # status "abandoned": the run that closed it, and when
     closed_at: datetime | None = None
+    #: who started a manual run (``actorKind``, a token's ``actorSubject``/``actorClientId``); empty
+    #: for the timer's runs
+    actor: dict[str, str] = field(default_factory=dict)
 
     def to_entity(self) -> dict[str, Any]:
         """The ledger row (at most :data:`MAX_SKIPPED_LISTED` skipped records listed)."""
@@ -95,6 +98,7 @@ class RunResult:
             "skipped_count": self.skipped_count or None,
             "closed_by": self.closed_by,
             "closed_at": self.closed_at,
+            "actor": self.actor or None,
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class RunResult:
             skipped_count=row.get("skipped_count") or len(skipped),
             closed_by=row.get("closed_by"),
             closed_at=row.get("closed_at"),
+            actor=row.get("actor") or {},
         )
 
     def to_json(self, *, admin: bool = False) -> dict:
@@ -144,6 +149,7 @@ class RunResult:
             "errorCode": code,
             "skipped": [skipped_view(s) for s in self.skipped],
             "skippedCount": max(self.skipped_count, len(self.skipped)),
+            "actor": self.actor or None,
         }
         if admin:
             out["errorDetail"] = self.error

@@ -142,7 +142,10 @@ class ClubRecords:
 
     def record_write(self, kind: str, key: str, data: dict, *, marked: bool = True, **fields: Any) -> list[Op]:
         """The operations writing a record: its intake JSON (``data``), its content hash,
-        ``fields`` and, when ``marked``, its dirty marker (:meth:`marked_write`)."""
+        ``fields``, who wrote it (``actorKind`` and a token's ``actorSubject``/``actorClientId``:
+        :func:`shared.auth.attribution`) and, when ``marked``, its dirty marker (:meth:`marked_write`)."""
+        from shared.auth import attribution
+
         h = content_hash(data)
         rec = {
             "PartitionKey": self.club_id,
@@ -150,6 +153,7 @@ class ClubRecords:
             DATA: data,
             "hash": h,
             **fields,
+            **attribution(),
             "updated_at": self.now(),
         }
         return self._write(kind, key, rec, h, marked=marked)

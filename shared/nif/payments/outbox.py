@@ -80,7 +80,10 @@ def due_row(club_id: int, external_id: str, due_at: datetime) -> dict[str, Any]:
 def new_row(
     club_id: int, external_id: str, *, content_hash: str, request: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
-    """The ``pending`` row written by the claim (ids promoted to columns for listing)."""
+    """The ``pending`` row written by the claim (ids promoted to columns for listing), with who
+    posted it (:func:`shared.auth.attribution`)."""
+    from shared.auth import attribution
+
     return {
         "PartitionKey": partition(club_id),
         "RowKey": payment_key(external_id),
@@ -95,6 +98,7 @@ def new_row(
         "attempts": 0,
         "createdAt": now,
         "updatedAt": now,
+        **attribution(),
     }
 
 
