@@ -175,6 +175,20 @@ def queues(azurite_queues: str, env: Env):
     yield get_queue_store()
 
 
+@pytest.fixture
+def rf_sftp(tmp_path, storage, env, sensitive, monkeypatch):
+    """The real SFTP server as RF's, with the password the test clubs' secret names (kept out of
+    logs), and no waits between upload retries; tables on Azurite."""
+    from shared import sftp
+    from tests.idrott_support import SFTP_PASSWORD, sftp_server
+
+    env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
+    sensitive.add(SFTP_PASSWORD)
+    monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
+    with sftp_server(tmp_path / "sftp") as server:
+        yield server
+
+
 # --- the app through the local host ------------------------------------------------------
 @pytest.fixture(scope="session")
 def app_host():

@@ -20,7 +20,6 @@ from tests.idrott_support import (
     person,
     persons_by_id,
     register_club,
-    sftp_server,
     still_pending,
     xml_files,
     xml_root,
@@ -29,11 +28,8 @@ from tests.support import run_in_threads
 
 
 @pytest.fixture
-def srv(tmp_path, storage, env, sensitive):
-    env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
-    sensitive.add(SFTP_PASSWORD)
-    with sftp_server(tmp_path / "sftp") as server:
-        yield server
+def srv(rf_sftp):
+    return rf_sftp
 
 
 @pytest.fixture(autouse=True)

@@ -14,14 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import sftp
 from shared.config import get_settings
 from shared.idrott import fanout, ledger, nights, poison, slots, worker
 from shared.idrott.models import Activity, Person
 from shared.idrott.store import ClubRecords
 from shared.idrott.workitem import WorkItem, parse_work_item
 from shared.queues import poison_name
-from tests.idrott_support import SFTP_PASSWORD, activity, person, register_club, sftp_server, xml_files
+from tests.idrott_support import activity, person, register_club, xml_files
 from tests.support import run_in_threads
 
 NIGHT_AT = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)  # 02:00 in Stockholm
@@ -29,16 +28,8 @@ NIGHT = date(2026, 12, 2)
 
 
 @pytest.fixture
-def srv(tmp_path, storage, queues, env, sensitive):
-    env.set(SFTP_PASSWORD_TEST=SFTP_PASSWORD)
-    sensitive.add(SFTP_PASSWORD)
-    with sftp_server(tmp_path / "sftp") as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch):
-    monkeypatch.setattr(sftp, "RETRY_BACKOFF_SECONDS", (0.0,))
+def srv(rf_sftp, queues):
+    return rf_sftp
 
 
 def _seed(club_id: str) -> None:
