@@ -242,6 +242,7 @@ class MemoryTable:
         parameters: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
         select: Sequence[str] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Row]:
         self._check("query")
         match = _matcher(filter, parameters or {})

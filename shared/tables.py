@@ -197,15 +197,16 @@ class Table:
         parameters: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
         select: Sequence[str] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Row]:
         """All matching rows, decoded, lazily (storage errors surface while iterating)."""
         flt, params = self._filter(filter, parameters, partition_key)
         sel = expand_select(select) if select else None
         with translate(f"query {self.name}"):
             if flt:
-                pager = self._client.query_entities(flt, parameters=params, select=sel)
+                pager = self._client.query_entities(flt, parameters=params, select=sel, results_per_page=page_size)
             else:
-                pager = self._client.list_entities(select=sel)
+                pager = self._client.list_entities(select=sel, results_per_page=page_size)
             for entity in pager:
                 row = self._row(entity, select)
                 if row is not None:

@@ -98,10 +98,13 @@ class StorageTable(Protocol):
         parameters: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
         select: Sequence[str] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Row]:
         """Matching rows in key order (stored keys), decoded. ``filter``: OData with ``@name``
         parameters (``"RowKey ge @lo and RowKey lt @hi"``); a raw key inside the filter text must
-        be escaped with :func:`escape_key`, parameters and ``partition_key`` are passed raw."""
+        be escaped with :func:`escape_key`, parameters and ``partition_key`` are passed raw.
+        ``page_size``: rows per request (``None``: the service's 1 000). A long scan holds about
+        three pages' worth of memory at a time, so a scan that must stay small asks for less."""
         ...
 
     def page(

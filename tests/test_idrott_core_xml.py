@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from shared.idrott import elements
+from shared.idrott import xsd as xsd_module
 from shared.idrott.models import Activity, Person
 from shared.idrott.xmlrecords import (
     ActivityRecord,
@@ -379,12 +380,61 @@ PARTICIPANT = "Activities/Activity/Participants/Participant"
         (remove("Persons/Person/Nationality"), "Nationality required"),
         (set_text("Persons/Person/Nationality", "SE"), "SE needs"),
         (set_text("FileSequence", "2"), "greater than"),
+        # identity constraints: checked on digests while streaming, reported by the schema's own names
+        (set_text("Persons/Person[ExternalIdentification='p2']/ExternalIdentification", "p1"), "PersonKey"),
+        (set_text("Activities/Activity[OptionType='Delete']/ActivityId", "a1"), "ActivityKey"),
     ],
 )
 def test_broken_documents_refused(edit, needle):
     with pytest.raises(InvalidExportFile) as exc:
         validate_file(edited(edit))
     assert needle in str(exc.value)
+
+
+def _exactly_valid(data: bytes) -> bool:
+    """The verdict of the schema as written (identity constraints included) and our rules,
+    on the whole document: what the streamed pass must agree with."""
+    try:
+        xsd_module._whole_document_check(data)
+    except InvalidExportFile:
+        return False
+    return True
+
+
+ID_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["Persons/Person/ExternalIdentification", "Activities/Activity/ActivityId", f"{PARTICIPANT}/PersonId"]
+        ),
+        st.integers(0, 30),
+        st.sampled_from(["p1", "p2", "p3", "p9", "a1", "z"]),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_persons=st.integers(1, 6),
+    acts=st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True), max_size=4),
+    edits=ID_EDITS,
+)
+def test_streamed_identity_checks_agree_with_the_schema(n_persons, acts, edits):
+    """Invariant: for any file whose person, activity and participant ids are rewritten at random
+    (duplicates, dangling references), the streamed pass (identity constraints checked by IdSet)
+    accepts exactly the files the schema's own xs:key / xs:unique / xs:keyref accept."""
+    persons = [mk_person(i) for i in range(1, n_persons + 1)]
+    activities = [mk_activity(k, [f"p{i}" for i in pids if i <= n_persons] or ["p1"]) for k, pids in enumerate(acts)]
+    _, files = run(persons, activities)
+    root = etree.fromstring(files[1])
+    for path, index, value in edits:
+        found = root.findall(path)
+        if found:
+            found[index % len(found)].text = value
+    data = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    verdict = _exactly_valid(data)
+    event(f"valid={verdict}")
+    assert xsd_module._valid_streamed(data) is verdict
 
 
 def test_truncated_document_refused():

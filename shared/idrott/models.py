@@ -149,7 +149,12 @@ def _today(info: ValidationInfo) -> date | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # cache_strings="keys": pydantic-core's default also caches the *values* it makes (stripped
+    # text), up to 16 384 per process: a big club's export filled it with names and e-mail addresses
+    # (~1 MiB that a small club's did not); field names are all it is worth caching here
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, cache_strings="keys"
+    )
 
 
 class Contact(_Model):

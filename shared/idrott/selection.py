@@ -17,7 +17,7 @@ current one.
 
 **Streamed, not held.** A :class:`ClubSelection` keeps the records it reads in a private
 temporary SQLite database (``sqlite3.connect("")``: on disk, deleted when closed; its page cache
-is bounded), not in Python objects, so a run's memory does not grow with the club. Its
+is capped at ``_CACHE_KIB``), not in Python objects, so a run's memory does not grow with the club. Its
 ``persons``, ``activities``, ``deletes`` and ``referenced_persons`` are lazy sequences read back in
 order (persons by id, activities by start time); :meth:`ClubSelection.person` looks a person up
 by id for the XML writer. :func:`leave_out` takes records that cannot be sent back out of a
@@ -48,7 +48,14 @@ log = logging.getLogger(__name__)
 
 _MAX_ALIAS_HOPS = 10
 #: Rows read from SQLite per fetch while streaming (bounded memory).
-_FETCH = 500
+_FETCH = 100
+#: The spool's page cache in KiB. SQLite's default (2 000 KiB) fills with a big club's records and
+#: not with a small one's, so it made a run's memory grow with the club; the spool is read in key
+#: order, so a small cache costs little (pages come from the OS's file cache).
+_CACHE_KIB = 256
+# Membership tests are written ``EXISTS (SELECT 1 FROM rec WHERE ... id = need.id)``, not
+# ``id IN (SELECT id FROM rec ...)``: SQLite builds the latter's list of every person id of the club
+# in memory first, which made a big club's run grow by it.
 
 #: Roles of a record in a selection.
 KNOWN, SEND, DELETE, REFERENCED = 0, 1, 2, 3
@@ -142,7 +149,9 @@ class ClubSelection:
         self.full_load = full_load
         self.scan = scan
         self.db = sqlite3.connect("")  # a private temporary database on disk, removed on close
-        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
+        self.db.executescript(
+            f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-{_CACHE_KIB};" + _SCHEMA
+        )
         self.persons: _Records[StoredPerson] = _Records(self, P, SEND, "id")
         self.referenced_persons: _Records[StoredPerson] = _Records(self, P, REFERENCED, "id")
         self.activities: _Records[StoredActivity] = _Records(self, A, SEND, "sort, id")
@@ -212,11 +221,14 @@ class ClubSelection:
         """``need``: participants of the activities sent that are not selected persons themselves."""
         db = self.db
         db.execute("DELETE FROM need")
-        cur = db.execute("SELECT doc FROM rec WHERE k = ? AND role = ? AND skipped = 0", (A, SEND))
-        while rows := cur.fetchmany(_FETCH):
-            ids = [(p["personId"],) for (doc,) in rows for p in json.loads(doc)["d"].get("participants", [])]
-            db.executemany("INSERT OR IGNORE INTO need VALUES (?)", ids)
-        db.execute("DELETE FROM need WHERE id IN (SELECT id FROM rec WHERE k = ? AND role = ?)", (P, SEND))
+        db.execute(  # in SQLite (JSON1): no activity is decoded into Python objects
+            "INSERT OR IGNORE INTO need SELECT json_extract(j.value, '$.personId') "
+            "FROM rec, json_each(rec.doc, '$.d.participants') AS j WHERE rec.k = ? AND rec.role = ? AND rec.skipped = 0",
+            (A, SEND),
+        )
+        db.execute(
+            "DELETE FROM need WHERE EXISTS (SELECT 1 FROM rec WHERE k = ? AND id = need.id AND role = ?)", (P, SEND)
+        )
 
     def need_ids(self, where: str = "") -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM need " + where)]
@@ -333,7 +345,7 @@ def _resolve_participants(
 
     sel.fill_need()
     fetch(set(sel.need_ids()))
-    aliased = sel.need_ids(f"WHERE id IN (SELECT id FROM rec WHERE k = '{P}' AND moved_to != '')")
+    aliased = sel.need_ids(f"WHERE EXISTS (SELECT 1 FROM rec WHERE k = '{P}' AND id = need.id AND moved_to != '')")
     if aliased:  # activities stored before a re-key name the old id: send the person's current one
         alias = _aliases(sel, aliased, fetch)
         sel.rewrite(
@@ -345,7 +357,9 @@ def _resolve_participants(
         )
         sel.fill_need()
         fetch(set(sel.need_ids()))
-    missing = set(sel.need_ids(f"WHERE id NOT IN (SELECT id FROM rec WHERE k = '{P}' AND moved_to = '')"))
+    missing = set(
+        sel.need_ids(f"WHERE NOT EXISTS (SELECT 1 FROM rec WHERE k = '{P}' AND id = need.id AND moved_to = '')")
+    )
     if missing:  # persons removed by DELETE (aliases, ids that were never exportable)
         log.error("club %s: %d participant(s) refer to unknown persons; they are left out", club_id, len(missing))
         updates = []

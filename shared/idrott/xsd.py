@@ -4,12 +4,16 @@
 ``errors`` are ``"line N: message"`` strings (no file content beyond what libxml2 quotes of
 element names and values; personnummer patterns are never echoed by our own checks).
 The compiled schema is cached for the process (reset hook via ``shared.lifecycle`` when present).
-A file is validated while it is parsed (``iterparse`` with the schema, each record dropped once
-checked), so memory stays flat however large the file; only a file that is refused is parsed whole
-again, to list every error with its line.
-lxml is imported on first use. :func:`single_record_documents` takes a refused file apart into
-one-record documents, so validating them one by one tells which records the refusal is about.
-"""
+A file is validated while it is parsed (``iterparse``, each record dropped once checked), so memory
+stays flat however large the file; only a file that is refused is parsed whole again, with the
+schema as written, to list every error with its line.
+
+**Identity constraints while streaming.** libxml2 keeps a table entry per ``xs:key``/``xs:unique``/
+``xs:keyref`` value for the whole document: about 7 MiB for a 10 MB file, most of a big club's
+export memory. The streamed pass therefore uses the schema without those three constraints and
+checks them itself, persons before activities as the schema orders them, with
+:class:`shared.idrott.idset.IdSet` (16 bytes an id). A refused file goes to the whole-document
+check, so the error list is the schema's own."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.idrott import elements
+from shared.idrott.idset import IdSet
 from shared.lifecycle import on_reset
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
 ]
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "import_v1.xsd"
+XS = "http://www.w3.org/2001/XMLSchema"
 
 
 class InvalidExportFile(ValueError):
@@ -53,8 +59,22 @@ def _schema() -> Any:
     return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
 
 
+@functools.cache
+def _streaming_schema() -> Any:
+    """The schema without its identity constraints (module docstring), for the streamed pass."""
+    from lxml import etree
+
+    doc = etree.parse(str(SCHEMA_PATH))
+    for el in list(doc.iter(*(f"{{{XS}}}{tag}" for tag in ("key", "unique", "keyref")))):
+        parent = el.getparent()
+        if parent is not None:
+            parent.remove(el)
+    return etree.XMLSchema(doc)
+
+
 def reset_schema_cache() -> None:
     _schema.cache_clear()
+    _streaming_schema.cache_clear()
 
 
 on_reset(reset_schema_cache)
@@ -74,9 +94,13 @@ def _parse(source: str | os.PathLike[str] | bytes) -> Any:
 
 def validate_file(path_or_bytes: str | os.PathLike[str] | bytes) -> None:
     """Raise :class:`InvalidExportFile` unless the document is a valid v1 import file."""
-    if _valid_streamed(path_or_bytes):
-        return
-    doc = _parse(path_or_bytes)  # refused: the whole tree, for every error with its line
+    if not _valid_streamed(path_or_bytes):
+        _whole_document_check(path_or_bytes)  # refused, or a digest collision: the exact verdict
+
+
+def _whole_document_check(path_or_bytes: str | os.PathLike[str] | bytes) -> None:
+    """The whole tree against the schema as written, then our rules: every error with its line."""
+    doc = _parse(path_or_bytes)
     schema = _schema()
     if not schema.validate(doc):
         raise InvalidExportFile([f"line {e.line}: {e.message}" for e in schema.error_log])
@@ -86,8 +110,9 @@ def validate_file(path_or_bytes: str | os.PathLike[str] | bytes) -> None:
 
 
 def _valid_streamed(source: str | os.PathLike[str] | bytes) -> bool:
-    """Whether the document is valid, checked while parsing (schema and our rules), each record
-    dropped once checked: memory does not grow with the file. ``False`` on any error."""
+    """Whether the document is valid, checked while parsing (schema, identity constraints and our
+    rules), each record dropped once checked: memory does not grow with the file. ``False`` on
+    any error."""
     import io
 
     from lxml import etree
@@ -97,17 +122,29 @@ def _valid_streamed(source: str | os.PathLike[str] | bytes) -> bool:
     numbers: dict[str, int] = {}
     sections = {elements.PERSON: elements.PERSONS, elements.ACTIVITY: elements.ACTIVITIES}
     tags = (*sections, elements.FILE_SEQUENCE, elements.FILE_COUNT, elements.IMPORT)
+    persons, activities = IdSet(b"xsd-person"), IdSet(b"xsd-activity")
+    in_activities = False
     ended = False
     try:
         for _, el in etree.iterparse(
-            stream, events=("end",), tag=tags, schema=_schema(), resolve_entities=False, no_network=True
+            stream, events=("end",), tag=tags, schema=_streaming_schema(), resolve_entities=False, no_network=True
         ):
             parent = el.getparent()
             if parent is None:
                 ended = el.tag == elements.IMPORT  # a truncated document never gets here
             elif el.tag in sections:
                 if parent.tag == sections[el.tag]:
-                    errors += _person_errors(el) if el.tag == elements.PERSON else _activity_errors(el)
+                    if el.tag == elements.PERSON:
+                        errors += _person_errors(el)
+                        if in_activities or not persons.add(el.findtext(elements.EXTERNAL_IDENTIFICATION) or ""):
+                            return False  # PersonKey: a repeated person (or one after the activities)
+                    else:
+                        in_activities = True
+                        errors += _activity_errors(el)
+                        if not activities.add(el.findtext(elements.ACTIVITY_ID) or ""):
+                            return False  # ActivityKey: a repeated activity
+                        if not all(p.text in persons for p in el.iter(elements.PERSON_ID)):
+                            return False  # ParticipantResolves: a PersonId that names no Person of the file
                     el.clear()
                     while el.getprevious() is not None:
                         del parent[0]
