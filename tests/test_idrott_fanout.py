@@ -149,6 +149,35 @@ def test_the_worker_exports_one_club_per_message_and_records_the_night(srv):
     assert [(o.club_id, o.last_ok_night, o.nights) for o in late] == [("c1", NIGHT, 2), ("c2", NIGHT, 2)]
 
 
+def test_a_manual_export_of_every_club_names_who_asked_on_each_run(srv):
+    """POST /api/idrottonline/export runs inside the caller's context: each work item carries the
+    caller's attribution, and the worker (a queue invocation, no caller) stores it on the run."""
+    from shared.auth.guard import _caller
+    from shared.auth.policy import Caller
+
+    for cid in ("c1", "c2"):
+        register_club(cid, srv)
+        _seed(cid)
+    staff = Caller("token", clubs=None, admin=True, subject="staff-9", client_id="local-frontend")
+    token = _caller.set(staff)
+    try:
+        assert sorted(fanout.enqueue_all(now=lambda: NIGHT_AT).enqueued) == ["c1", "c2"]
+    finally:
+        _caller.reset(token)
+    who = {"actorKind": "token", "actorSubject": "staff-9", "actorClientId": "local-frontend"}
+    assert [i.actor for i in _items(_queue())] == [who, who]
+    assert _work_off() == {"c1": "succeeded", "c2": "succeeded"}
+    for cid in ("c1", "c2"):
+        (run,) = ledger.list_runs(cid)
+        assert run.trigger == "manual" and run.actor == who
+
+
+def test_the_timers_work_items_name_no_actor(srv):
+    register_club("c1", srv)
+    fanout.fan_out(now=lambda: NIGHT_AT)
+    assert [i.actor for i in _items(_queue())] == [None]
+
+
 def test_a_duplicate_delivery_after_success_exports_nothing(srv):
     register_club("c1", srv)
     _seed("c1")

@@ -75,8 +75,15 @@ def new_batch_id() -> str:
             return value
 
 
-def export_club(club_or_id: Club | str, *, trigger: str = "manual", now: Clock = utc_now) -> RunResult:
-    """Run one export for a club now. Never raises for a run failure: see ``RunResult.status``."""
+def export_club(
+    club_or_id: Club | str,
+    *,
+    trigger: str = "manual",
+    now: Clock = utc_now,
+    actor: dict[str, str] | None = None,
+) -> RunResult:
+    """Run one export for a club now. Never raises for a run failure: see ``RunResult.status``.
+    ``actor``: who asked, for the ledger (default: the HTTP caller, if any)."""
     from shared.clubs import get_club
     from shared.config import get_settings
     from shared.logs import log_context
@@ -98,21 +105,21 @@ def export_club(club_or_id: Club | str, *, trigger: str = "manual", now: Clock =
             log.info("export.skipped club_id=%s: run %s holds the export lock until %s", club_id, who, until)
             return RunResult(club_id, "skipped", trigger=trigger, held_by=who)
         try:
-            return _run_locked(club, trigger=trigger, today=local_date(now()), settings=settings, now=now)
+            return _run_locked(club, trigger=trigger, today=local_date(now()), settings=settings, now=now, actor=actor)
         finally:
             release_lock(club_id, owner)
 
 
-def _run_locked(club: Club, *, trigger: str, today: date, settings: Settings, now: Clock) -> RunResult:
+def _run_locked(
+    club: Club, *, trigger: str, today: date, settings: Settings, now: Clock, actor: dict[str, str] | None
+) -> RunResult:
+    from shared.auth import attribution
     from shared.idrott.store import ClubRecords
 
     started = now()
     batch_id = new_batch_id()
-    from shared.auth import attribution
-
-    result = RunResult(
-        club.club_id, "running", batch_id=batch_id, trigger=trigger, started_at=started, actor=attribution()
-    )
+    who = dict(actor) if actor is not None else attribution()
+    result = RunResult(club.club_id, "running", batch_id=batch_id, trigger=trigger, started_at=started, actor=who)
     t0 = time.monotonic()
     try:
         close_abandoned(club.club_id, by=batch_id, lease_seconds=settings.EXPORT_LOCK_SECONDS, now=now)

@@ -64,8 +64,13 @@ def export_queue() -> WorkQueue:
     return get_queue_store().queue(get_settings().IDROTTONLINE_EXPORT_QUEUE)
 
 
-def _send(queue: WorkQueue, club_id: str, reason: Reason, night: date | None, now: Clock) -> str:
-    return queue.send(WorkItem(club_id=club_id, reason=reason, night=night, requested_at=now()).to_json())
+def _send(
+    queue: WorkQueue, club_id: str, reason: Reason, night: date | None, now: Clock, actor: dict[str, str] | None = None
+) -> str:
+    item = WorkItem.model_validate(
+        {"club_id": club_id, "reason": reason, "night": night, "requested_at": now(), "actor": actor or None}
+    )
+    return queue.send(item.to_json())
 
 
 def fan_out(timer: Any = None, *, now: Clock = utc_now) -> FanOut:
@@ -134,14 +139,17 @@ def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, result: FanOut
 
 
 def enqueue_all(*, now: Clock = utc_now) -> FanOut:
-    """Enqueue every enabled Swedish club now (``reason=manual``); not deduplicated per night."""
+    """Enqueue every enabled Swedish club now (``reason=manual``); not deduplicated per night. Each
+    work item names who asked (:func:`shared.auth.attribution`), for the run's ledger row."""
     from shared import clubs
+    from shared.auth import attribution
 
     result = FanOut(None)
     queue = export_queue()
+    actor = attribution()
     for club in clubs.list_enabled_clubs("SE"):
         try:
-            _send(queue, club.club_id, "manual", None, now)
+            _send(queue, club.club_id, "manual", None, now, actor)
             result.enqueued.append(club.club_id)
         except Exception as exc:  # noqa: BLE001
             result.failed.append(club.club_id)

@@ -84,7 +84,8 @@ def handle_work_item(body: str | bytes, *, message_id: str = "", dequeue_count: 
                 nights.record(night, item.club_id, "running", now=now, attempts=dequeue_count, messageId=message_id)
             from shared.idrott.export import export_club
 
-            result = export_club(club, trigger=item.reason, now=now)
+            actor = {str(k): v for k, v in item.actor.items()} if item.actor else None
+            result = export_club(club, trigger=item.reason, now=now, actor=actor)
         finally:
             from shared.idrott.slots import release_slot
 
