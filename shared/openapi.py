@@ -37,8 +37,19 @@ class Operation:
     responses: dict[int, str] = field(default_factory=dict)  # extra status → description (problems)
     tags: tuple[str, ...] = ()
     description: str | None = None
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, json type, description)
+    #: (name, JSON type or a whole schema such as ``int_schema(1, 500)``, description)
+    query: tuple[tuple[str, str | dict[str, Any], str], ...] = ()
     response_content_type: str = "application/json"
+
+
+def int_schema(minimum: int, maximum: int | None = None, default: int | None = None) -> dict[str, Any]:
+    """The schema of an integer parameter with the bounds ``ApiRequest.int_param`` enforces."""
+    out: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        out["maximum"] = maximum
+    if default is not None:
+        out["default"] = default
+    return out
 
 
 _PROBLEM_SCHEMA = {
@@ -93,10 +104,16 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
         if op.tags:
             item["tags"] = list(op.tags)
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _path_schema(op.path, name)}
             for name in _path_params(op.path)
         ] + [
-            {"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": {"type": typ} if isinstance(typ, str) else typ,
+                "description": desc,
+            }
             for name, typ, desc in op.query
         ]
         if params:
@@ -114,6 +131,8 @@ def build_document(operations: list[Operation] | None = None, *, version: str = 
         responses: dict[str, Any] = {str(op.response_status): ok}
         problem = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         defaults = {400: "Malformed request", 422: "Validation failed"} if op.request_model else {}
+        # shared.http.dispatch answers any route so when storage is down or a setting is missing
+        defaults[503] = "Storage unavailable (retry after Retry-After) or a required setting missing"
         if op.auth != "anonymous":
             defaults[401] = "Missing or invalid key or bearer token"
             defaults[403] = "The caller may not act for this club, is read-only, or is not an administrator"
@@ -162,6 +181,14 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": [{"masterKey": []}, {"bearer": []}],
     "function": [{"functionKey": []}, {"masterKey": []}, {"bearer": []}],
 }
+
+
+def _path_schema(path: str, name: str) -> dict[str, Any]:
+    """NIF's club and person ids are positive integers (``ApiRequest.int_param(..., minimum=1)``);
+    every other path parameter is text."""
+    if path.startswith("/api/nif/") and name in ("clubId", "personId"):
+        return int_schema(1)
+    return {"type": "string"}
 
 
 def _path_params(path: str) -> list[str]:

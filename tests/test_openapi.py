@@ -47,3 +47,13 @@ def test_served_document_is_openapi_3_1(app_host) -> None:
         for op in item.values():
             refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(op))
             assert all(ref in doc["components"]["schemas"] for ref in refs), path
+
+
+def test_every_operation_documents_the_503_any_route_can_answer() -> None:
+    """shared.http.dispatch turns storage outages and missing settings into 503 problems on every
+    route, so every operation lists 503 with the problem schema."""
+    for path, item in build_document()["paths"].items():
+        for method, op in item.items():
+            answer = op["responses"].get("503")
+            assert answer is not None, (method, path)
+            assert "application/problem+json" in answer["content"], (method, path)

@@ -2,7 +2,7 @@
 
 from shared.clubs import Club, ClubIn
 from shared.idrott.models import Activity, Person
-from shared.openapi import Operation
+from shared.openapi import Operation, int_schema
 
 _TAGS = ("idrottonline",)
 _CLUB = {404: "Club not registered", 409: "Not a Swedish (SE) club"}
@@ -88,7 +88,7 @@ OPERATIONS = [
         description="Each run's files (with `uploaded` as the server confirmed each one) and skipped "
         "records. A failed or abandoned run shows `errorCode` and a plain sentence in `error` "
         "(docs/idrottonline.md, error codes); the technical detail is in `…/exports/full` (admin).",
-        query=(("limit", "integer", "Runs to return, 1-500 (default 50)."),),
+        query=(("limit", int_schema(1, 500, 50), "Runs to return, 1-500 (default 50)."),),
         responses=_CLUB,
     ),
     Operation(
@@ -98,7 +98,7 @@ OPERATIONS = [
         auth="admin",
         tags=_TAGS,
         description="The ledger plus `errorDetail` per run. Admin-level twin of `…/exports`.",
-        query=(("limit", "integer", "Runs to return, 1-500 (default 50)."),),
+        query=(("limit", int_schema(1, 500, 50), "Runs to return, 1-500 (default 50)."),),
         responses=_CLUB,
     ),
     Operation(

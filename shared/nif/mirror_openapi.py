@@ -1,12 +1,16 @@
 """OpenAPI operations of the NIF mirror read API (shared/nif/mirror.py)."""
 
-from shared.openapi import Operation
+from shared.openapi import Operation, int_schema
 
 _TAGS = ("nif-mirror",)
 _MEMBERS_QUERY = (
     ("status", "string", "Comma list of active, cancelled, ended, merged, or `all` (default active,cancelled)."),
-    ("branchId", "integer", "Only members holding an active membership in this branch."),
-    ("pageSize", "integer", "1-500, default 100. A page may hold fewer items; continue while a token is returned."),
+    ("branchId", int_schema(0), "Only members holding an active membership in this branch."),
+    (
+        "pageSize",
+        int_schema(1, 500, 100),
+        "1-500, default 100. A page may hold fewer items; continue while a token is returned.",
+    ),
     ("continuationToken", "string", "Opaque token from the previous page."),
 )
 _MEMBERS_DESC = (

@@ -1,6 +1,7 @@
 """OpenAPI operations of the NIF REST wrapper (``/api/openapi.json`` itself is in health_openapi)."""
 
 from shared.nif.models import (
+    INT32_MAX,
     Country,
     MembershipRequest,
     MembershipRequestRecord,
@@ -9,7 +10,7 @@ from shared.nif.models import (
     Sport,
     TokenInfo,
 )
-from shared.openapi import Operation
+from shared.openapi import Operation, int_schema
 
 _TAGS = ("nif",)
 _NIF_ERRORS = {
@@ -17,7 +18,9 @@ _NIF_ERRORS = {
     502: "NIF unavailable, failed, or refused our credentials",
     504: "NIF did not answer in time",
 }
-_CLUB_QUERY = (("clubId", "integer", "Club whose NIF token is used (NIF requires one for reference data)."),)
+_CLUB_QUERY = (
+    ("clubId", int_schema(1, INT32_MAX), "Club whose NIF token is used (NIF requires one for reference data)."),
+)
 
 OPERATIONS = [
     Operation(

@@ -1,7 +1,7 @@
 """OpenAPI operations of the NIF payment routes."""
 
 from shared.nif.payments.models import PaymentPage, PaymentRecord, PaymentRequest, PaymentTypes, PersonPayments
-from shared.openapi import Operation
+from shared.openapi import Operation, int_schema
 
 _TAGS = ("nif-payments",)
 _NIF_ERRORS = {
@@ -40,7 +40,7 @@ OPERATIONS = [
         tags=_TAGS,
         query=(
             ("status", "string", "pending, reported, rejected, queued or failed"),
-            ("pageSize", "integer", "1–500 (default 100)"),
+            ("pageSize", int_schema(1, 500, 100), "1–500 (default 100)"),
             ("continuationToken", "string", "From the previous page"),
         ),
     ),
