@@ -32,6 +32,7 @@ PURE_CORE = (
     "shared/idrott/lok.py",
     "shared/idrott/xmlwriter.py",
     "shared/idrott/xmlrecords.py",
+    "shared/idrott/idset.py",
     "shared/idrott/clock.py",
     "shared/jsonsafe.py",
     "shared/textsize.py",
