@@ -2,7 +2,7 @@
 
 Each benchmark prints its own ratios against a bare baseline measured in the same run. A fresh
 interpreter per benchmark keeps one benchmark's imports, caches and peak memory out of the next.
-Names: cold_start, nif, queue, export, bigclub, intake, payments.
+Names: cold_start, nif, queue, export, bigclub, intake, payments, fanout (and night, run alone).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-ALL = ("cold_start", "nif", "queue", "export", "bigclub", "intake", "payments")
+ALL = ("cold_start", "nif", "queue", "export", "bigclub", "intake", "payments", "fanout")
 
 
 def main(argv: list[str]) -> int:

@@ -38,7 +38,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -179,6 +178,7 @@ def _activities(club: int, n_persons: int) -> list[dict[str, Any]]:
 
 
 def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
+    from bench.clubs import swedish_club
     from shared.clubs import ClubIn, put_club
     from shared.idrott.models import Activity, Person
     from shared.idrott.store import ClubRecords
@@ -190,25 +190,16 @@ def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
         (srv.root / club_id).mkdir(parents=True, exist_ok=True)
         n = rng.randint(50, 500)
         sizes[club_id] = n
-        put_club(
-            club_id,
-            ClubIn.model_validate(
-                {
-                    "name": f"IK {c}",
-                    "country": "SE",
-                    "enabled": True,
-                    "rfForeningsnummer": str(10000 + c),
-                    "organisationNumber": "802000-0009",
-                    "rfGuid": str(uuid.UUID(int=c + 1)),
-                    "sftpHost": "127.0.0.1",
-                    "sftpPort": srv.port,
-                    "sftpUsername": SFTP_USER,
-                    "sftpHostKey": srv.host_key_line,
-                    "sftpPasswordSecret": SFTP_SECRET,
-                    "sftpRemoteDir": club_id,  # each club its own folder, as RF's accounts have
-                }
-            ),
+        # each club its own folder, as RF's accounts have
+        body = swedish_club(
+            c,
+            sftp_port=srv.port,
+            sftp_username=SFTP_USER,
+            host_key=srv.host_key_line,
+            secret=SFTP_SECRET,
+            remote_dir=club_id,
         )
+        put_club(club_id, ClubIn.model_validate(body))
         rec = ClubRecords(club_id)
         rec.upsert_persons([Person.model_validate(_person(c, i, rng)) for i in range(n)])
         rec.upsert_activities([Activity.model_validate(a) for a in _activities(c, n)])

@@ -124,6 +124,31 @@ def fanout_clubs():
     return list_enabled_clubs("SE")
 
 
+def test_a_club_that_cannot_be_enqueued_never_stops_the_others(srv, monkeypatch, caplog):
+    """Clubs are enqueued several at a time: one whose roll-call claim fails is logged and named,
+    every other club gets exactly one item, and the next firing enqueues the one that failed."""
+    clubs = [f"c{i}" for i in range(1, 21)]
+    for cid in clubs:
+        register_club(cid, srv)
+    real_claim = nights.claim
+
+    def claim(night, club_id, **kw):
+        if club_id == "c7":
+            raise OSError("storage refused the claim")
+        return real_claim(night, club_id, **kw)
+
+    monkeypatch.setattr(nights, "claim", claim)
+    with caplog.at_level(logging.ERROR), pytest.raises(fanout.EnqueueFailed):
+        fanout.fan_out(now=lambda: NIGHT_AT)
+    assert "export.enqueue_failed club_id=c7" in caplog.text
+    items = sorted(i.club_id for i in _items(_queue()))
+    assert items == sorted(c for c in clubs if c != "c7")
+    monkeypatch.setattr(nights, "claim", real_claim)
+    again = fanout.fan_out(now=lambda: NIGHT_AT)
+    assert again.enqueued == ["c7"] and sorted(again.already) == sorted(c for c in clubs if c != "c7")
+    assert sorted(i.club_id for i in _items(_queue())) == sorted(clubs)
+
+
 def test_a_claim_the_timer_did_not_send_is_sent_by_the_next_firing(srv):
     register_club("c1", srv)
     nights.claim(NIGHT, "c1", now=lambda: NIGHT_AT)  # the timer died after the claim

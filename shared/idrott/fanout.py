@@ -2,7 +2,7 @@
 
 The export itself runs in the queue-triggered worker (:mod:`shared.idrott.worker`), one club per
 message, scaled out by the Functions host across instances. The timer's own work is small (two
-storage calls and one queue message per club: ~1 000 clubs in well under a minute), so
+storage calls and one queue message per club, :data:`FANOUT_THREADS` clubs at a time), so
 ``functionTimeout`` no longer bounds how many clubs a night can export.
 
 - **Idempotent per club and night.** A club is enqueued only if its roll-call row for tonight
@@ -11,7 +11,7 @@ storage calls and one queue message per club: ~1 000 clubs in well under a minut
   ``messageId`` (the timer died between the claim and the send) is sent again by the next firing
   after :data:`RESEND_AFTER`.
 - **One club's failure never stops the others**: an error for one club is logged
-  (``export.enqueue_failed``) and the loop goes on; the timer fails at the end if any club could
+  (``export.enqueue_failed``) and the others go on; the timer fails at the end if any club could
   not be enqueued, so the failure is visible in the host's invocation log too.
 - **Overdue clubs**: before enqueueing, every enabled club none of whose last
   ``IDROTTONLINE_OVERDUE_NIGHTS`` nights ended well is logged as ``export.overdue`` (an alert).
@@ -23,7 +23,10 @@ club apart.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: A roll-call row still ``queued`` without a message id this long after its claim is sent again.
 RESEND_AFTER = timedelta(minutes=10)
+#: Clubs enqueued at once. A club costs three storage round trips (claim, message, record), so
+#: 8 at once put ~1 000 writes/s on the night's roll-call partition, half of Table Storage's
+#: 2 000 entities/s per partition; 100 000 clubs then fit well inside ``functionTimeout``.
+FANOUT_THREADS = 8
 
 
 @dataclass
@@ -94,17 +101,19 @@ def fan_out(timer: Any = None, *, now: Clock = utc_now) -> FanOut:
             late.last_ok_night.isoformat() if late.last_ok_night else "never",
         )
     queue = export_queue()
-    for club in enabled:
-        try:
-            _enqueue_for_night(queue, club, night, result, now)
-        except Exception as exc:  # noqa: BLE001 - one club's failure never stops the others
+    for club, outcome in _for_each_club(enabled, lambda club: _enqueue_for_night(queue, club, night, now)):
+        if isinstance(outcome, Exception):
             result.failed.append(club.club_id)
             log.error(
                 "export.enqueue_failed club_id=%s night=%s: %s",
                 club.club_id,
                 night,
-                redact(f"{type(exc).__name__}: {exc}"),
+                redact(f"{type(outcome).__name__}: {outcome}"),
             )
+        elif outcome:
+            result.enqueued.append(club.club_id)
+        else:
+            result.already.append(club.club_id)
     log.info(
         "IdrottOnline export night %s: %d club(s) enqueued, %d already rolled, %d failed to enqueue, %d overdue",
         night,
@@ -118,7 +127,25 @@ def fan_out(timer: Any = None, *, now: Clock = utc_now) -> FanOut:
     return result
 
 
-def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, result: FanOut, now: Clock) -> None:
+def _for_each_club[T](clubs: Sequence[Club], work: Callable[[Club], T]) -> list[tuple[Club, T | Exception]]:
+    """``work(club)`` for every club, :data:`FANOUT_THREADS` at a time (each in a copy of the
+    caller's context, so log lines keep the invocation's fields); ``(club, result or the exception
+    it raised)`` in the clubs' order. One club's failure never stops the others."""
+
+    def guarded(club: Club) -> T | Exception:
+        try:
+            return work(club)
+        except Exception as exc:  # noqa: BLE001 - reported per club by the caller
+            return exc
+
+    with ThreadPoolExecutor(max_workers=FANOUT_THREADS, thread_name_prefix="fanout") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, guarded, club) for club in clubs]
+        return [(club, f.result()) for club, f in zip(clubs, futures, strict=True)]
+
+
+def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, now: Clock) -> bool:
+    """Claim the club's roll-call row for the night and send its work item; ``False`` if the
+    club was rolled already (and its item sent)."""
     from shared.idrott import nights
 
     created, row = nights.claim(night, club.club_id, now=now)
@@ -131,11 +158,10 @@ def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, result: FanOut
             and now() - row["queuedAt"] >= RESEND_AFTER
         )
         if not stale:
-            result.already.append(club.club_id)
-            return
+            return False
     message_id = _send(queue, club.club_id, "timer", night, now)
     nights.record(night, club.club_id, "queued", now=now, messageId=message_id)
-    result.enqueued.append(club.club_id)
+    return True
 
 
 def enqueue_all(*, now: Clock = utc_now) -> FanOut:
@@ -147,11 +173,13 @@ def enqueue_all(*, now: Clock = utc_now) -> FanOut:
     result = FanOut(None)
     queue = export_queue()
     actor = attribution()
-    for club in clubs.list_enabled_clubs("SE"):
-        try:
-            _send(queue, club.club_id, "manual", None, now, actor)
-            result.enqueued.append(club.club_id)
-        except Exception as exc:  # noqa: BLE001
+    enabled = clubs.list_enabled_clubs("SE")
+    for club, outcome in _for_each_club(enabled, lambda club: _send(queue, club.club_id, "manual", None, now, actor)):
+        if isinstance(outcome, Exception):
             result.failed.append(club.club_id)
-            log.error("export.enqueue_failed club_id=%s: %s", club.club_id, redact(f"{type(exc).__name__}: {exc}"))
+            log.error(
+                "export.enqueue_failed club_id=%s: %s", club.club_id, redact(f"{type(outcome).__name__}: {outcome}")
+            )
+        else:
+            result.enqueued.append(club.club_id)
     return result
