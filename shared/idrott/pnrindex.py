@@ -1,18 +1,29 @@
 """One personnummer, one person: person intake under the club's personnummer index.
 
 IdrottOnline matches persons by personnummer, so a club holds one ``externalId`` per
-personnummer. The index rows ``N|<digest>`` (:mod:`shared.idrott.rows`) name the ``external_id``
-holding each one; ``<digest>`` is a salted SHA-256 in letters only (:func:`pnr_key`): no
-personnummer in a key, so none in a storage log.
+personnummer. The index is 64 **bucket rows** ``I|<bucket>`` (:mod:`shared.idrott.rows`); each
+maps the digests of its personnummer to the ``external_id`` holding each. A digest is a salted
+SHA-256 in letters only (:func:`pnr_key`): no personnummer in a row, a key or a storage log.
 
-A person's rows are written in one transaction: its record (MERGE, so ``exported_hash``
-survives), its dirty marker once the club's markers are on (:mod:`shared.idrott.store`) and its
-claim on the index row (create, or an ETag-conditional
-update), so of two writers of one personnummer exactly one wins. A re-key
-(``replacesExternalId``) adds the old row turned into an alias (``moved_to``) to that
-transaction. The only reads are the index rows of the request's personnummer (and, on a re-key or
-a conflict, the person rows named). The index is built once per club for persons stored before
-it existed (``M|pnr-index``).
+A person's rows go in one transaction with the bucket row of its personnummer: its record (MERGE,
+so ``exported_hash`` survives), its dirty marker once the club's markers are on
+(:mod:`shared.idrott.store`), on a re-key (``replacesExternalId``) the old row turned into an
+alias (``moved_to``), and the bucket row, written under the ETag it was read with (created when
+new). So of two writers of one personnummer exactly one wins, and a writer that meets a
+concurrent write of its bucket reads the bucket again and decides again.
+
+**Why buckets.** With one index row per personnummer a new person cost two writes, and a club's
+first intake of 10 000 persons sent 20 000 operations. The persons of a bucket share one bucket
+write per transaction: 1 000 persons cost about 1 064 writes. What it costs instead: a bucket
+write carries the bucket's whole map (~9 KB at 10 000 persons, ~1/64 of the index), and two
+concurrent calls for one club meet on the same buckets, so the later one's transactions go again
+on fresh reads (``_ROUNDS`` times at most; a person still meeting a writer then is refused with
+409, "send it again"). A bucket row holds ~8 000 persons within Table Storage's 1 MiB entity (text counts two
+bytes a character), so the index holds about half a million persons per club.
+
+The index is built once per club for persons stored before it existed, and a club indexed in
+the earlier layout (``N|<digest>`` rows) has it rebuilt as buckets and those rows deleted
+(``M|pnr-buckets``).
 """
 
 from __future__ import annotations
@@ -20,11 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from shared.idrott.rows import MAX_OPS, PNR_INDEX_META, N, P, key_range, record_data
+from shared.idrott.rows import MAX_OPS, PNR_BUCKETS_META, PNR_INDEX_META, I, N, P, key_range, record_data
 from shared.lifecycle import on_reset
 from shared.tables_contract import Op
 
@@ -34,7 +45,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Bucket rows of a club's index.
+BUCKETS = 64
+#: The bucket row's map of digest -> external_id (a JSON property; the table stores it in pieces
+#: when it outgrows one property).
+HOLDERS = "holders"
 _MAX_TX_CHARS = 2_000_000  # well below the 4 MiB request limit
+#: Rounds of fresh reads for persons whose transaction met a concurrent writer of its rows.
+_ROUNDS = 12
+_POINT_READS = 8  # read this many buckets one by one; more in one range scan
 _INDEXED: set[tuple[str, str]] = set()  # (table, club) whose personnummer index is known built
 
 
@@ -45,6 +64,7 @@ def _forget_indexed() -> None:
 on_reset(_forget_indexed)
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
+_DIGITS = str.maketrans("ghijklmnop", "0123456789")
 
 
 def pnr_key(club_id: str, personnummer: str) -> str:
@@ -52,6 +72,11 @@ def pnr_key(club_id: str, personnummer: str) -> str:
     digits mapped to letters, so no key or log line ever looks like a personnummer."""
     digest = hashlib.sha256(f"{club_id}\x00{personnummer}".encode()).hexdigest()[:40]
     return digest.translate(_LETTERS)
+
+
+def bucket_of(digest: str) -> str:
+    """The bucket (``00``..``63``) of a digest of :func:`pnr_key`: its first byte modulo 64."""
+    return f"{int(digest[:2].translate(_DIGITS), 16) % BUCKETS:02d}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,39 @@ class PersonRefusal:
     path: str  # field of the record: "personnummer" | "replacesExternalId"
     message: str  # never contains a personnummer
     existing_id: str | None = None
+
+
+@dataclass
+class _Bucket:
+    holders: dict[str, str]
+    etag: str | None  # None: no row yet
+
+
+@dataclass
+class _Plan:
+    """One person's rows, and the digest it holds once they are written (``None``: none)."""
+
+    position: int
+    external_id: str
+    ops: list[Op]
+    digest: str | None
+    keys: set[str] = field(default_factory=set)
+    chars: int = 0
+
+    def __post_init__(self) -> None:
+        self.keys = {op.entity["RowKey"] for op in self.ops}
+        self.chars = sum(len(json.dumps(op.entity, default=str)) for op in self.ops)
+
+
+@dataclass
+class _Unit:
+    """Operations that go in one transaction: some persons' rows and, for persons with a
+    personnummer, the bucket row they share."""
+
+    plans: list[_Plan]
+    ops: list[Op]
+    keys: set[str]
+    chars: int
 
 
 class PersonIntake:
@@ -83,47 +141,50 @@ class PersonIntake:
         external id holds is refused (409, naming it) unless it says ``replacesExternalId`` of
         that id: then, in one transaction, the person is stored under the new id, the index
         moves to it and the old row becomes an alias (``moved_to``). Within the sequence, the
-        first record of a personnummer wins. Each person is written in one transaction of its own
-        rows (marker, record, index, alias), several persons per transaction; a transaction that
-        meets a concurrent writer is retried person by person, and a person whose rows changed
-        meanwhile is decided again on fresh reads.
+        first record of a personnummer wins. Persons go in rounds: each round reads the buckets
+        it needs, decides every person still open and writes them, the persons of a bucket with
+        that bucket row, several buckets per transaction. A person whose transaction met a
+        concurrent writer (or did not fit beside its bucket's others) is decided again next
+        round on fresh reads.
         """
         if not persons:
             return []
         self.marked = self.records.markers_on()
         self.ensure_built()
         digests = {i: pnr_key(self.club_id, p.personnummer) for i, p in enumerate(persons) if p.personnummer}
-        index = self._index_rows(set(digests.values()))
         in_request = {p.external_id for p in persons}
         claimed: dict[str, int] = {}  # digest -> position of the record that holds it in this call
         replaced: dict[str, int] = {}  # old id -> position of the record replacing it
         refusals: list[PersonRefusal] = []
-        groups: list[tuple[int, list[Op]]] = []
-        for i, person in enumerate(persons):
-            plan = self._plan_person(i, person, digests.get(i), index, persons, in_request, claimed, replaced)
-            if isinstance(plan, PersonRefusal):
-                refusals.append(plan)
-                continue
-            groups.append((i, plan))
-            if i in digests:
-                claimed[digests[i]] = i
-            if person.replaces_external_id:
-                replaced[person.replaces_external_id] = i
-        for i in self._submit_groups(groups):
-            # a concurrent writer changed one of this person's rows: decide again, once
-            person, digest = persons[i], digests.get(i)
-            if digest is not None:
-                index.pop(digest, None)
-                index.update(self._index_rows({digest}))
-            others = {d: j for d, j in claimed.items() if j != i}
-            again = {k: j for k, j in replaced.items() if j != i}
-            plan = self._plan_person(i, person, digest, index, persons, in_request, others, again)
-            if isinstance(plan, PersonRefusal):
-                refusals.append(plan)
-            elif self._submit_groups([(i, plan)]):
-                refusals.append(
-                    PersonRefusal(i, 409, "externalId", "changed concurrently by another request; send it again")
-                )
+        open_ = list(range(len(persons)))
+        conflict_rounds = 0
+        while open_:
+            buckets = self._read_buckets({bucket_of(digests[i]) for i in open_ if i in digests})
+            plans: list[_Plan] = []
+            for i in open_:
+                plan = self._plan_person(i, persons[i], digests.get(i), buckets, persons, in_request, claimed, replaced)
+                if isinstance(plan, PersonRefusal):
+                    refusals.append(plan)
+                    continue
+                plans.append(plan)
+                if plan.digest is not None:
+                    claimed[plan.digest] = i
+                old_id = persons[i].replaces_external_id
+                if old_id:
+                    replaced[old_id] = i
+            conflicted, deferred = self._write(plans, buckets)
+            again = set(conflicted) | set(deferred)
+            claimed = {d: j for d, j in claimed.items() if j not in again}
+            replaced = {k: j for k, j in replaced.items() if j not in again}
+            if conflicted:
+                conflict_rounds += 1
+                if conflict_rounds >= _ROUNDS:
+                    refusals += [
+                        PersonRefusal(i, 409, "externalId", "changed concurrently by another request; send it again")
+                        for i in conflicted
+                    ]
+                    conflicted = []
+            open_ = sorted(set(conflicted) | set(deferred))
         if not self.marked:
             refused = {r.position for r in refusals}
             self.records.catch_up_markers(P, [p.external_id for i, p in enumerate(persons) if i not in refused])
@@ -135,25 +196,17 @@ class PersonIntake:
             P, person.external_id, person.stored_data(), marked=self.marked, active=True, moved_to=""
         )
 
-    def _index_entity(self, digest: str, external_id: str) -> dict:
-        return {
-            "PartitionKey": self.club_id,
-            "RowKey": N + digest,
-            "external_id": external_id,
-            "updated_at": self.now(),
-        }
-
     def _plan_person(
         self,
         i: int,
         person: Person,
         digest: str | None,
-        index: dict[str, dict],
+        buckets: dict[str, _Bucket],
         persons: Sequence[Person],
         in_request: set[str],
         claimed: dict[str, int],
         replaced: dict[str, int],
-    ) -> list[Op] | PersonRefusal:
+    ) -> _Plan | PersonRefusal:
         """The rows to write for one person, or why it is refused."""
         x, old_id = person.external_id, person.replaces_external_id
         ops = self._person_ops(person)
@@ -191,7 +244,7 @@ class PersonIntake:
                 }
                 ops.append(Op("update", alias, {"etag": row["_etag"]}))
         if digest is None:
-            return ops
+            return _Plan(i, x, ops, None)
         if digest in claimed and persons[claimed[digest]].external_id != x:
             j = claimed[digest]
             holder = persons[j].external_id
@@ -203,14 +256,8 @@ class PersonIntake:
                 "IdrottOnline matches persons by personnummer, so a club has one externalId per person",
                 holder,
             )
-        entry = index.get(digest)
-        if entry is None:
-            ops.append(Op("create", self._index_entity(digest, x)))
-            return ops
-        holder = entry.get("external_id") or ""
-        if holder == x:
-            return ops
-        if holder != old_id and self._holds(digest, holder):
+        holder = buckets[bucket_of(digest)].holders.get(digest) or ""
+        if holder and holder not in (x, old_id) and self._holds(digest, holder):
             return PersonRefusal(
                 i,
                 409,
@@ -220,8 +267,7 @@ class PersonIntake:
                 f'person to externalId {x}, send this record with "replacesExternalId": "{holder}"',
                 holder,
             )
-        ops.append(Op("update", self._index_entity(digest, x), {"etag": entry["_etag"]}))
-        return ops
+        return _Plan(i, x, ops, digest)
 
     def _holds(self, digest: str, external_id: str) -> bool:
         """Whether ``external_id`` is a person (not an alias) of the club with that personnummer."""
@@ -231,76 +277,114 @@ class PersonIntake:
         pnr = record_data(row).get("personnummer")
         return isinstance(pnr, str) and pnr_key(self.club_id, pnr) == digest
 
-    def _index_rows(self, digests: set[str]) -> dict[str, dict]:
-        if not digests:
+    # ---- buckets ---------------------------------------------------------------------------------
+    def _read_buckets(self, names: set[str]) -> dict[str, _Bucket]:
+        """The named buckets as stored now (an absent one empty, without an ETag)."""
+        if not names:
             return {}
-        if len(digests) <= 50:
-            rows = (self.t.get(self.club_id, N + d) for d in digests)
-            return {r["RowKey"][len(N) :]: r for r in rows if r is not None}
-        flt, params = key_range(N)
-        return {
-            r["RowKey"][len(N) :]: r
-            for r in self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey", "external_id"])
-            if r["RowKey"][len(N) :] in digests
-        }
+        if len(names) <= _POINT_READS:
+            rows: Iterable[dict | None] = [self.t.get(self.club_id, I + b) for b in names]
+        else:
+            flt, params = key_range(I)
+            rows = self.t.query(flt, parameters=params, partition_key=self.club_id)
+        found = {r["RowKey"][len(I) :]: _Bucket(dict(r.get(HOLDERS) or {}), r["_etag"]) for r in rows if r is not None}
+        return {b: found.get(b) or _Bucket({}, None) for b in names}
 
-    def _submit_groups(self, groups: list[tuple[int, list[Op]]]) -> list[int]:
-        """Write each group atomically (several per transaction); return the positions whose
-        transaction failed with a conflict even when sent alone."""
-        from shared.tables import Conflict
+    def _bucket_op(self, name: str, holders: dict[str, str], etag: str | None) -> Op:
+        entity = {"PartitionKey": self.club_id, "RowKey": I + name, HOLDERS: holders, "updated_at": self.now()}
+        if etag is None:
+            return Op("create", entity)
+        return Op("update", entity, {"etag": etag, "replace": True})
 
-        chunks: list[list[tuple[int, list[Op]]]] = []
-        chunk: list[tuple[int, list[Op]]] = []
-        ops_n = chars = 0
-        keys: set[str] = set()
-        for i, ops in groups:
-            size = sum(len(json.dumps(op.entity, default=str)) for op in ops)
-            rks = {op.entity["RowKey"] for op in ops}
-            if chunk and (ops_n + len(ops) > MAX_OPS or chars + size > _MAX_TX_CHARS or rks & keys):
-                chunks.append(chunk)
-                chunk, ops_n, chars, keys = [], 0, 0, set()
-            chunk.append((i, ops))
-            ops_n, chars, keys = ops_n + len(ops), chars + size, keys | rks
-        if chunk:
-            chunks.append(chunk)
-        failed: list[int] = []
-        for ch in chunks:
-            try:
-                self.t.submit([op for _, ops in ch for op in ops])
-            except Conflict:
-                if len(ch) == 1:
-                    failed.append(ch[0][0])
+    def _units(self, plans: list[_Plan], buckets: dict[str, _Bucket]) -> tuple[list[_Unit], list[int]]:
+        """One unit per person without a personnummer, one per bucket for the others (the bucket
+        row written once, under its ETag, even where no entry changes: so a person is never
+        written beside a concurrent claim of its personnummer). Persons that do not fit in their
+        bucket's unit (operations, size, a row twice) are returned to go next round."""
+        units: list[_Unit] = []
+        by_bucket: dict[str, list[_Plan]] = {}
+        for plan in plans:
+            if plan.digest is None:
+                units.append(_Unit([plan], plan.ops, set(plan.keys), plan.chars))
+            else:
+                by_bucket.setdefault(bucket_of(plan.digest), []).append(plan)
+        deferred: list[int] = []
+        for name, members in by_bucket.items():
+            bucket = buckets[name]
+            holders = dict(bucket.holders)
+            base_chars = len(json.dumps(holders)) + 200
+            taken: list[_Plan] = []
+            keys: set[str] = set()
+            n_ops, chars = 1, base_chars
+            for plan in members:
+                fits = n_ops + len(plan.ops) <= MAX_OPS and chars + plan.chars + 80 <= _MAX_TX_CHARS
+                if taken and (not fits or plan.keys & keys):
+                    deferred.append(plan.position)
                     continue
-                for i, ops in ch:  # find the one that conflicts; the others go through
-                    try:
-                        self.t.submit(ops)
-                    except Conflict:
-                        failed.append(i)
-        return failed
+                taken.append(plan)
+                keys |= plan.keys
+                n_ops, chars = n_ops + len(plan.ops), chars + plan.chars + 80
+                assert plan.digest is not None
+                holders[plan.digest] = plan.external_id
+            ops = [op for p in taken for op in p.ops] + [self._bucket_op(name, holders, bucket.etag)]
+            units.append(_Unit(taken, ops, keys | {I + name}, chars))
+        return units, deferred
 
-    def ensure_built(self) -> None:
-        """Build the personnummer index once for persons stored before it existed."""
+    def _write(self, plans: list[_Plan], buckets: dict[str, _Bucket]) -> tuple[list[int], list[int]]:
+        """Write the plans, several units per transaction; return the positions whose unit met a
+        concurrent writer even when sent alone, and those deferred to the next round."""
         from shared.tables import Conflict
 
+        units, deferred = self._units(plans, buckets)
+        txs: list[list[_Unit]] = []
+        tx: list[_Unit] = []
+        n_ops = chars = 0
+        keys: set[str] = set()
+        for unit in units:
+            if tx and (n_ops + len(unit.ops) > MAX_OPS or chars + unit.chars > _MAX_TX_CHARS or unit.keys & keys):
+                txs.append(tx)
+                tx, n_ops, chars, keys = [], 0, 0, set()
+            tx.append(unit)
+            n_ops, chars, keys = n_ops + len(unit.ops), chars + unit.chars, keys | unit.keys
+        if tx:
+            txs.append(tx)
+        conflicted: list[int] = []
+        for tx in txs:
+            try:
+                self.t.submit([op for u in tx for op in u.ops])
+                continue
+            except Conflict:
+                if len(tx) == 1:
+                    conflicted += [p.position for p in tx[0].plans]
+                    continue
+            for unit in tx:  # find the units that meet a writer; the others go through
+                try:
+                    self.t.submit(unit.ops)
+                except Conflict:
+                    conflicted += [p.position for p in unit.plans]
+        if conflicted:
+            log.info("club %s: %d person(s) met a concurrent write; deciding again", self.club_id, len(conflicted))
+        return conflicted, deferred
+
+    # ---- building ------------------------------------------------------------------------------
+    def ensure_built(self) -> None:
+        """Build the personnummer index once: for persons stored before it existed, and for a club
+        indexed in the earlier layout (one ``N|`` row per personnummer, then deleted)."""
         cache_key = (str(getattr(self.t, "name", "")), self.club_id)
         if cache_key in _INDEXED:
             return
-        if self.t.get(self.club_id, PNR_INDEX_META) is None:
+        if self.t.get(self.club_id, PNR_BUCKETS_META) is None:
             holders: dict[str, list[tuple[bool, str]]] = {}
             for p in self.records.all_persons():
                 pnr = p.data.get("personnummer")
                 if pnr and not p.moved_to:
                     holders.setdefault(pnr_key(self.club_id, pnr), []).append((not p.active, p.external_id))
-            # active persons first, then the smallest id; create (insert-if-absent) never overrides
-            # a claim made meanwhile: a transaction that meets one goes row by row
-            entities = [self._index_entity(d, min(c)[1]) for d, c in holders.items()]
-            for k in range(0, len(entities), MAX_OPS):
-                part = entities[k : k + MAX_OPS]
-                try:
-                    self.t.submit([Op("create", e) for e in part])
-                except Conflict:
-                    for e in part:
-                        self.t.insert(e)
+            # active persons first, then the smallest id
+            by_bucket: dict[str, dict[str, str]] = {}
+            for d, c in holders.items():
+                by_bucket.setdefault(bucket_of(d), {})[d] = min(c)[1]
+            for name, entries in by_bucket.items():
+                self._merge_bucket(name, entries)
             shared = sum(1 for c in holders.values() if len(c) > 1)
             if shared:
                 log.warning(
@@ -309,5 +393,28 @@ class PersonIntake:
                     self.club_id,
                     shared,
                 )
-            self.t.upsert({"PartitionKey": self.club_id, "RowKey": PNR_INDEX_META, "built_at": self.now()})
+            self._drop_earlier_layout()
+            self.t.upsert({"PartitionKey": self.club_id, "RowKey": PNR_BUCKETS_META, "built_at": self.now()})
         _INDEXED.add(cache_key)
+
+    def _merge_bucket(self, name: str, entries: dict[str, str]) -> None:
+        """Add entries to a bucket without overriding a claim made meanwhile (ETag-guarded)."""
+        from shared.tables import Conflict
+
+        while True:
+            bucket = self._read_buckets({name})[name]
+            merged = entries | bucket.holders
+            if bucket.etag is not None and merged == bucket.holders:
+                return
+            try:
+                self.t.submit([self._bucket_op(name, merged, bucket.etag)])
+                return
+            except Conflict:
+                continue  # a writer came first: read it and merge again
+
+    def _drop_earlier_layout(self) -> None:
+        flt, params = key_range(N)
+        old = [r["RowKey"] for r in self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey"])]
+        for k in range(0, len(old), MAX_OPS):
+            self.t.submit([Op("delete", {"PartitionKey": self.club_id, "RowKey": rk}) for rk in old[k : k + MAX_OPS]])
+        self.t.delete(self.club_id, PNR_INDEX_META)

@@ -18,9 +18,12 @@ RowKey                 row
                        none: the full load reads the whole club); a later run reads only this
                        key range plus the records it names, never the whole club
                        (:mod:`shared.idrott.store`: the bookkeeping)
-``N|<digest>``         personnummer index (:mod:`shared.idrott.pnrindex`): ``external_id`` of the
-                       one person holding that personnummer in the club
-``M|pnr-index``        the index was built for the club's persons stored before it existed
+``I|<bucket>``         personnummer index (:mod:`shared.idrott.pnrindex`), 64 bucket rows: ``holders``
+                       maps the digest of each personnummer in the bucket to the ``external_id``
+                       of the one person holding it in the club
+``M|pnr-buckets``      the index was built for the club's persons stored before it existed
+``N|<digest>``,        the earlier layout of the index, one row per personnummer; replaced by the
+``M|pnr-index``        buckets (and deleted) on the club's next person intake
 =====================  ===========================================================================
 
 The intake JSON is one value, ``data``, written through a table opened with ``chunked=True``: the
@@ -52,8 +55,10 @@ from shared.idrott.xmlrecords import ActivityRecord, PersonRecord
 
 TABLE = "IdrottRecords"
 P, A, D = "P|", "A|", "D|"
-N = "N|"  # personnummer index
-PNR_INDEX_META = "M|pnr-index"
+I = "I|"  # personnummer index buckets
+PNR_BUCKETS_META = "M|pnr-buckets"
+N = "N|"  # personnummer index, one row per personnummer: the earlier layout, migrated to I|
+PNR_INDEX_META = "M|pnr-index"  # the earlier layout's "built" row
 #: Longest id the DELETE routes look up. Ids intake accepts have at most 64 characters (ids stored
 #: before full-string matching at most 65: a trailing newline); every key up to this length fits
 #: Table Storage's 1 KiB even with every character escaped (``~XX`` per UTF-8 byte).
