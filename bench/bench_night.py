@@ -5,27 +5,32 @@ persons each (a fixed pseudo-random draw), every club with changes that night (2
 at least one). The SFTP server is the local asyncssh one with **1 s added to every
 authentication** (RF's server is reached over the internet), one server for all clubs as RF's is.
 
-What runs, in the same process and the same run:
+What runs, in the same run:
 
 - **fan-out**: the timer's :func:`shared.idrott.fanout.fan_out` enqueues one work item per club on
-  Azurite's real queue service; then C workers (C = 4, 16, 64: Flex instances simulated as parallel
-  worker threads on this machine, each taking one message at a time from the queue, as one
-  instance with ``batchSize`` 1 would) call :func:`shared.idrott.worker.handle_work_item` and
-  delete the message. Each C is its own night (the same clubs, new changes).
+  Azurite's real queue service; then C workers call :func:`shared.idrott.worker.handle_work_item`
+  and delete each message. C = 4, 16, 64 workers are Flex instances simulated as **processes** on
+  this machine, as instances are separate processes (each with its own interpreter lock): C / 8
+  processes of 8 worker threads (C = 4: one of 4), each fetching its messages in batches as
+  host.json's ``batchSize`` 8 and ``newBatchThreshold`` 4 make the host do (:func:`_instance`),
+  started and warm before the night begins. Each C is its own night (the same clubs, new changes).
 - **sequential** (the design before the fan-out: one invocation exporting club after club): a
   sample of ``sequential_sample`` clubs (default 25) exported one after another, **extrapolated**
   to all clubs (running it for 1 000 clubs would take ~20 minutes; the per-club time is what it
   measures).
 
 Storage is the in-memory store (``devtools.memtables``, the same contract as Azure's, checked by
-tests/test_storage_contract.py) behind a counter: Azurite is one single-threaded node process that
-slows as tables grow, which Table Storage (partitioned per club) does not; the counter gives the
-storage operations and transactions per club that the cost estimate uses. The queue is Azurite's.
+tests/test_storage_contract.py) behind a counter, in a process of its own that every instance
+reaches over a local socket (:mod:`bench.remote_tables`): Azurite is one single-threaded node
+process that slows as tables grow, which Table Storage (partitioned per club) does not; the
+counter gives the storage operations and transactions per club that the cost estimate uses. The
+queue is Azurite's. All of it shares this machine's two cores: the instances, the store's
+process, the SFTP server and Azurite.
 
 Reported: the night's wall time per C against the target (within 1.5× of N × latency ÷ C), p50/p95
-per club, storage operations per club, CPU seconds per club (what bounds the wall time on a
-machine with fewer cores than workers), peak memory per worker (tracemalloc peak of one export of
-the largest club).
+per club, storage operations per club, CPU seconds per club (the instances' and the timer's,
+what bounds the wall time on a machine with fewer cores than workers), peak memory per worker
+(tracemalloc peak of one delta export of the largest club, with an in-process store).
 """
 
 from __future__ import annotations
@@ -45,53 +50,30 @@ from typing import Any
 
 LATENCY = 1.0
 CONCURRENCY = (4, 16, 64)
+#: host.json ``extensions.queues``: messages an instance fetches at once, and how few may still be
+#: running before it fetches more.
+BATCH_SIZE, NEW_BATCH_THRESHOLD = 8, 4
 SFTP_USER, SFTP_PASSWORD, SFTP_SECRET = "rfvendor", "bench-sftp-password", "sftp-password-bench"
 NIGHT0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 
 
-class CountingStore:
-    """Wraps a Storage and counts each table operation (``submit`` = one transaction per 100 ops
-    of one partition, as the adapter sends them)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def table(self, name: str, *, chunked: bool = False) -> Any:
-        return _CountingTable(self, self.inner.table(name, chunked=chunked))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def count(self, op: str, n: int = 1) -> None:
-        with self._lock:
-            self.counts[op] += n
-
-
-class _CountingTable:
-    def __init__(self, owner: CountingStore, inner: Any) -> None:
-        self._owner, self._inner = owner, inner
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            if name == "submit":
-                from shared.tables_contract import as_op, plan_batches
-
-                ops = [as_op(o) for o in args[0]]
-                self._owner.count("transactions", len(plan_batches(ops)))
-                self._owner.count("transaction_ops", len(ops))
-            elif name in ("query", "query_page"):
-                self._owner.count("queries")
-            else:
-                self._owner.count("single_ops")
-            return attr(*args, **kwargs)
-
-        return counted
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants alive."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == p]
+    return total
 
 
 class _RemoteSftp:
@@ -127,8 +109,7 @@ class _RemoteSftp:
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used (user + system)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return tree_cpu(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -178,34 +159,39 @@ def _activities(club: int, n_persons: int) -> list[dict[str, Any]]:
 
 
 def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
+    rng = random.Random(20261202)
+    sizes = {}
+    for c in range(n_clubs):
+        club_id = f"club-{c:04d}"
+        sizes[club_id] = rng.randint(50, 500)
+        _seed_club(c, sizes[club_id], srv)
+        if (c + 1) % 200 == 0:
+            print(f"  seeded {c + 1} clubs", flush=True)
+    return sizes
+
+
+def _seed_club(c: int, n: int, srv: Any) -> None:
     from bench.clubs import swedish_club
     from shared.clubs import ClubIn, put_club
     from shared.idrott.models import Activity, Person
     from shared.idrott.store import ClubRecords
 
-    rng = random.Random(20261202)
-    sizes = {}
-    for c in range(n_clubs):
-        club_id = f"club-{c:04d}"
-        (srv.root / club_id).mkdir(parents=True, exist_ok=True)
-        n = rng.randint(50, 500)
-        sizes[club_id] = n
-        # each club its own folder, as RF's accounts have
-        body = swedish_club(
-            c,
-            sftp_port=srv.port,
-            sftp_username=SFTP_USER,
-            host_key=srv.host_key_line,
-            secret=SFTP_SECRET,
-            remote_dir=club_id,
-        )
-        put_club(club_id, ClubIn.model_validate(body))
-        rec = ClubRecords(club_id)
-        rec.upsert_persons([Person.model_validate(_person(c, i, rng)) for i in range(n)])
-        rec.upsert_activities([Activity.model_validate(a) for a in _activities(c, n)])
-        if (c + 1) % 200 == 0:
-            print(f"  seeded {c + 1} clubs", flush=True)
-    return sizes
+    club_id = f"club-{c:04d}"
+    (srv.root / club_id).mkdir(parents=True, exist_ok=True)
+    # each club its own folder, as RF's accounts have
+    body = swedish_club(
+        c,
+        sftp_port=srv.port,
+        sftp_username=SFTP_USER,
+        host_key=srv.host_key_line,
+        secret=SFTP_SECRET,
+        remote_dir=club_id,
+    )
+    put_club(club_id, ClubIn.model_validate(body))
+    rec = ClubRecords(club_id)
+    rng = random.Random(c)
+    rec.upsert_persons([Person.model_validate(_person(c, i, rng)) for i in range(n)])
+    rec.upsert_activities([Activity.model_validate(a) for a in _activities(c, n)])
 
 
 def _change(sizes: dict[str, int], night: int) -> None:
@@ -235,55 +221,144 @@ def _first_night(sizes: dict[str, int]) -> None:
         raise SystemExit(f"full load failed: {bad}")
 
 
-def _night(c: int, night: int, counting: CountingStore, srv: _RemoteSftp) -> dict[str, Any]:
+def _instances(c: int) -> list[int]:
+    """The slots of each simulated instance: ``c`` workers as instances of ``BATCH_SIZE``."""
+    return [min(BATCH_SIZE, c - i) for i in range(0, c, BATCH_SIZE)]
+
+
+def _instance(queue: Any, run: Any, slots: int) -> None:
+    """One instance's queue listener, as host.json configures the host's: it fetches a batch of
+    up to ``slots`` messages and runs them at once, and fetches more for the free slots when no
+    more than ``NEW_BATCH_THRESHOLD`` (half the slots) are still running. (The host would fetch
+    a whole ``batchSize`` then, up to 12 running; the cap keeps the instances' total at ``c``,
+    as the export slots would.) It stops when the queue is empty and nothing is running."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threshold = min(NEW_BATCH_THRESHOLD, slots // 2)
+    running = 0
+    changed = threading.Condition()
+
+    def one(msg: Any) -> None:
+        nonlocal running
+        try:
+            run(msg)
+        finally:
+            with changed:
+                running -= 1
+                changed.notify()
+
+    def room() -> bool:
+        return running <= threshold
+
+    with ThreadPoolExecutor(slots) as pool:
+        while True:
+            with changed:
+                changed.wait_for(room)
+                free = slots - running
+            batch = queue.receive(free, visibility_timeout=600)
+            if not batch:
+                with changed:
+                    if running == 0:
+                        return
+                    changed.wait_for(room)
+                continue
+            with changed:
+                running += len(batch)
+            for msg in batch:
+                pool.submit(one, msg)
+
+
+def _use_store(address: Any) -> Any:
+    """Point this process's table store at the store's process (after ``reset_process_state``)."""
+    from bench.remote_tables import RemoteStore
+    from shared import tables
+
+    store = RemoteStore(address)
+    tables.get_table_store = lambda: store  # type: ignore[assignment,return-value]
+    return store
+
+
+def _instance_process(address: Any, slots: int, night: int, ready: Any, go: Any, results: Any) -> None:
+    """One simulated Flex instance, in a process of its own: ready once its modules are loaded
+    (a warm instance), then its queue listener (:func:`_instance`) until the queue is empty."""
+    import shared.idrott.export  # noqa: F401  (loaded, as on a warm instance)
     from shared.idrott import fanout, worker
+    from shared.lifecycle import reset_process_state
+
+    reset_process_state()
+    _use_store(address)
+    at = NIGHT0 + timedelta(days=night)
+    queue = fanout.export_queue()
+    per_club: list[float] = []
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def run(msg: Any) -> None:
+        s = time.perf_counter()
+        try:
+            out = worker.handle_work_item(
+                msg.content, message_id=msg.id, dequeue_count=msg.dequeue_count, now=lambda: at
+            )
+        except worker.ExportRunFailed:
+            out = "failed"
+        queue.delete(msg)
+        with lock:
+            per_club.append(time.perf_counter() - s)
+            outcomes[out] += 1
+
+    ready.wait()
+    go.wait()
+    cpu0 = time.process_time()
+    _instance(queue, run, slots)
+    results.put((per_club, dict(outcomes), time.process_time() - cpu0))
+
+
+def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
+    import multiprocessing
+
+    from shared.idrott import fanout
 
     at = NIGHT0 + timedelta(days=night)
     os.environ["IDROTTONLINE_EXPORT_CONCURRENCY"] = str(max(c, 1))
     from shared.config import reset_settings
 
     reset_settings()
-    before = Counter(counting.counts)
+    mp = multiprocessing.get_context("spawn")
+    slots = _instances(c)
+    ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
+    procs = [
+        mp.Process(target=_instance_process, args=(store.address, n, night, ready, go, results), name=f"instance-{i}")
+        for i, n in enumerate(slots)
+    ]
+    for p in procs:
+        p.start()
+    ready.wait()  # every instance started and warm
+    before = store.counts()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     server0 = srv.cpu_seconds()
+    others0 = {name: tree_cpu(pid) for name, pid in others.items()}
     done = fanout.fan_out(now=lambda: at)
     t_fanout = time.perf_counter() - t0
-    queue = fanout.export_queue()
+    go.set()
     per_club: list[float] = []
     outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            batch = queue.receive(1, visibility_timeout=600)
-            if not batch:
-                return
-            msg = batch[0]
-            s = time.perf_counter()
-            try:
-                out = worker.handle_work_item(
-                    msg.content, message_id=msg.id, dequeue_count=msg.dequeue_count, now=lambda: at
-                )
-            except worker.ExportRunFailed:
-                out = "failed"
-            queue.delete(msg)
-            with lock:
-                per_club.append(time.perf_counter() - s)
-                outcomes[out] += 1
-
-    threads = [threading.Thread(target=work, name=f"instance-{i}") for i in range(c)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    for _ in procs:
+        times, outs, used = results.get()
+        per_club += times
+        outcomes.update(outs)
+        cpu += used
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
     server_cpu = srv.cpu_seconds() - server0
-    ops = counting.counts - before
+    other_cpu = {name: tree_cpu(pid) - others0[name] for name, pid in others.items()}
+    ops = store.counts() - before
     n = len(done.enqueued)
     return {
         "c": c,
+        "instances": len(slots),
         "clubs": n,
         "wall": wall,
         "fanout": t_fanout,
@@ -294,6 +369,10 @@ def _night(c: int, night: int, counting: CountingStore, srv: _RemoteSftp) -> dic
         "outcomes": dict(outcomes),
         "cpu_per_club": cpu / n,
         "server_cpu_per_club": server_cpu / n,
+        # every process of the night on this machine, against what its cores could give in the wall time
+        "machine_cpu": cpu + server_cpu + sum(other_cpu.values()),
+        "other_cpu": other_cpu,
+        "cores": os.cpu_count() or 1,
         "ops": {k: v / n for k, v in ops.items()},
     }
 
@@ -309,10 +388,20 @@ def _sequential(sample: list[str], night: int) -> float:
     return (time.perf_counter() - t0) / len(sample)
 
 
-def _worker_memory(club_id: str, sizes: dict[str, int], night: int) -> float:
+def _worker_memory(club_id: str, n: int, srv: Any, night: int) -> float:
+    """tracemalloc peak of one delta export of the club, with an in-process store holding only it
+    (the store's process answers a query with all its rows at once, which a real page does not)."""
+    from devtools.memtables import MemoryTableStore
+    from shared import tables
     from shared.idrott.export import export_club
+    from shared.lifecycle import reset_process_state
 
-    _change({club_id: sizes[club_id]}, night)
+    reset_process_state()
+    local = MemoryTableStore()
+    tables.get_table_store = lambda: local  # type: ignore[assignment,return-value]
+    _seed_club(int(club_id.split("-")[1]), n, srv)
+    export_club(club_id, trigger="manual", now=lambda: NIGHT0 + timedelta(days=night - 1))  # its full load
+    _change({club_id: n}, night)
     tracemalloc.start()
     export_club(club_id, trigger="manual", now=lambda: NIGHT0 + timedelta(days=night))
     peak = tracemalloc.get_traced_memory()[1]
@@ -324,12 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     n_clubs = int(argv[0]) if argv else 1000
     sample = int(argv[1]) if len(argv) > 1 else 25
+    from bench import remote_tables
     from devtools.azurite import Azurite
-    from devtools.memtables import MemoryTableStore
-    from shared import tables
 
-    counting = CountingStore(MemoryTableStore())
-    tables.get_table_store = lambda: counting  # type: ignore[assignment,return-value]
+    manager, address = remote_tables.start()
     with tempfile.TemporaryDirectory() as tmp, Azurite(service="queue") as az:
         os.environ.update(
             AzureWebJobsStorage=az.connection_string,
@@ -340,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.lifecycle import reset_process_state
 
         reset_process_state()
-        tables.get_table_store = lambda: counting  # type: ignore[assignment,return-value]
+        store = _use_store(address)
         srv = _RemoteSftp(Path(tmp) / "sftp")
         try:
+            others = {"store": manager._process.pid, "azurite": az.proc.pid}  # type: ignore[attr-defined,union-attr]
             t0 = time.perf_counter()
             sizes = _seed(n_clubs, srv)
             persons = sum(sizes.values())
@@ -359,15 +447,22 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for night, c in enumerate(CONCURRENCY, start=1):
                 _change(sizes, night)
-                row = _night(c, night, counting, srv)
+                row = _night(c, night, store, srv, others)
                 rows.append(row)
                 print(
-                    f"C={c:>3}: {row['clubs']} clubs in {row['wall']:.1f} s (fan-out {row['fanout']:.1f} s); "
+                    f"C={c:>3} ({row['instances']} instance processes): {row['clubs']} clubs in {row['wall']:.1f} s "
+                    f"(fan-out {row['fanout']:.1f} s); "
                     f"N x latency / C = {row['ideal']:.1f} s, target <= {row['target']:.1f} s: "
                     f"{'MET' if row['wall'] <= row['target'] else 'NOT MET'} (ratio {row['wall'] / row['ideal']:.2f}); "
                     f"per club p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s; CPU {row['cpu_per_club'] * 1000:.0f} ms/club "
                     f"(SFTP server process: {row['server_cpu_per_club'] * 1000:.0f} ms/club); "
                     f"outcomes {row['outcomes']}",
+                    flush=True,
+                )
+                print(
+                    f"        machine: {row['machine_cpu']:.1f} CPU-s used of {row['cores']} cores x {row['wall']:.1f} s "
+                    f"= {row['cores'] * row['wall']:.1f} ({row['machine_cpu'] / (row['cores'] * row['wall']):.0%}; store process "
+                    f"{row['other_cpu']['store']:.1f} s, Azurite {row['other_cpu']['azurite']:.1f} s)",
                     flush=True,
                 )
                 print(
@@ -386,12 +481,13 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             biggest = max(sizes, key=lambda k: sizes[k])
-            mem = _worker_memory(biggest, sizes, night + 1)
+            mem = _worker_memory(biggest, sizes[biggest], srv, night + 1)
             print(
                 f"memory per worker: {mem:.1f} MiB tracemalloc peak exporting the largest club ({sizes[biggest]} persons, delta night)"
             )
         finally:
             srv.stop()
+            manager.shutdown()
     return 0
 
 
