@@ -46,8 +46,10 @@ run: install   ## everything locally on embedded defaults; Ctrl-C stops it. Opti
 bench: install ## benchmarks; prints ratios against bare baselines measured in the same run
 	$(BIN)/python -m bench
 
-$(FUZZ_OK):  ## schemathesis in its own venv (it pins its own hypothesis); tests/test_fuzz_bounded.py needs it too
-	$(TOOLS_PYTHON) -m venv .venv-fuzz
+# on the project's Python 3.13: under 3.11.7 hypothesis's lambda descriptions in schemathesis's
+# coverage phase crashed CPython's parser now and then ("AST constructor recursion depth mismatch")
+$(FUZZ_OK): $(PY_OK)  ## schemathesis in its own venv (it pins its own hypothesis); tests/test_fuzz_bounded.py needs it too
+	$(BIN)/python -m venv .venv-fuzz
 	.venv-fuzz/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 	touch $@
 
