@@ -181,3 +181,33 @@ def test_the_earlier_layout_is_rebuilt_as_buckets(storage, sensitive):
     assert not {k for k in left if k.startswith(rows.N)} and rows.PNR_INDEX_META not in left
     assert rows.PNR_BUCKETS_META in left
     _check_invariants(rec)
+
+
+def test_an_earlier_layout_row_gone_meanwhile_does_not_stop_the_rebuild(storage, sensitive, monkeypatch):
+    """Two first intakes after the upgrade both rebuild; the slower one's batch of deletes meets
+    rows the other already deleted. The rebuild still finishes and the intake is stored."""
+    a = person("a1", serial=3)
+    sensitive.add(a["personnummer"])
+    rec = ClubRecords("c1")
+    rec.t.submit(
+        [
+            Op("upsert", {"PartitionKey": "c1", "RowKey": rows.PNR_INDEX_META, "built_at": "x"}),
+            Op(
+                "upsert",
+                {"PartitionKey": "c1", "RowKey": rows.N + pnr_key("c1", a["personnummer"]), "external_id": "a1"},
+            ),
+        ]
+    )
+    query = rec.t.query
+
+    def with_a_row_deleted_meanwhile(flt=None, **kw):
+        found = list(query(flt, **kw))
+        if kw.get("parameters", {}).get("lo") == rows.N[0]:
+            found.append({"RowKey": rows.N + "gone", "_etag": "x"})
+        return iter(found)
+
+    monkeypatch.setattr(rec.t, "query", with_a_row_deleted_meanwhile)
+    assert rec.upsert_persons([Person.model_validate(a)]) == []
+    left = {r["RowKey"] for r in query(partition_key="c1", select=["RowKey"])}
+    assert not {k for k in left if k.startswith(rows.N)} and rows.PNR_BUCKETS_META in left
+    _check_invariants(rec)

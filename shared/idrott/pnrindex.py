@@ -18,8 +18,8 @@ write per transaction: 1 000 persons cost about 1 064 writes. What it costs inst
 write carries the bucket's whole map (~9 KB at 10 000 persons, ~1/64 of the index), and two
 concurrent calls for one club meet on the same buckets, so the later one's transactions go again
 on fresh reads (``_ROUNDS`` times at most; a person still meeting a writer then is refused with
-409, "send it again"). A bucket row holds ~8 000 persons within Table Storage's 1 MiB entity (text counts two
-bytes a character), so the index holds about half a million persons per club.
+409, "send it again"). A bucket row holds ~8 000 persons within Table Storage's 1 MiB entity
+(text counts two bytes a character), so the index holds about half a million persons per club.
 
 The index is built once per club for persons stored before it existed, and a club indexed in
 the earlier layout (``N|<digest>`` rows) has it rebuilt as buckets and those rows deleted
@@ -105,8 +105,8 @@ class _Plan:
     external_id: str
     ops: list[Op]
     digest: str | None
-    keys: set[str] = field(default_factory=set)
-    chars: int = 0
+    keys: set[str] = field(init=False)  # its RowKeys
+    chars: int = field(init=False)  # its size as JSON, for the transaction's byte limit
 
     def __post_init__(self) -> None:
         self.keys = {op.entity["RowKey"] for op in self.ops}
@@ -413,8 +413,15 @@ class PersonIntake:
                 continue  # a writer came first: read it and merge again
 
     def _drop_earlier_layout(self) -> None:
+        """Delete the earlier layout's rows. In a transaction, a row already gone (a concurrent
+        build deleted it) fails the whole batch: then one by one, where absent is fine."""
+        from shared.tables import Conflict
+
         flt, params = key_range(N)
         old = [r["RowKey"] for r in self.t.query(flt, parameters=params, partition_key=self.club_id, select=["RowKey"])]
-        for k in range(0, len(old), MAX_OPS):
-            self.t.submit([Op("delete", {"PartitionKey": self.club_id, "RowKey": rk}) for rk in old[k : k + MAX_OPS]])
+        try:
+            self.t.submit([Op("delete", {"PartitionKey": self.club_id, "RowKey": rk}) for rk in old])
+        except Conflict:
+            for rk in old:
+                self.t.delete(self.club_id, rk)
         self.t.delete(self.club_id, PNR_INDEX_META)
