@@ -51,9 +51,6 @@ from typing import Any
 
 LATENCY = 1.0
 CONCURRENCY: tuple[int, ...] = (4, 16, 64)
-#: host.json ``extensions.queues``: messages an instance fetches at once, and how few may still be
-#: running before it fetches more.
-BATCH_SIZE, NEW_BATCH_THRESHOLD = 8, 4
 SFTP_USER, SFTP_PASSWORD, SFTP_SECRET = "rfvendor", "bench-sftp-password", "sftp-password-bench"
 NIGHT0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 
@@ -222,20 +219,28 @@ def _first_night(sizes: dict[str, int]) -> None:
         raise SystemExit(f"full load failed: {bad}")
 
 
+def _queue_options() -> Any:
+    """The app's host.json ``extensions.queues`` (``batchSize``, ``newBatchThreshold``)."""
+    from devtools.queue_poller import QueueOptions
+
+    return QueueOptions.from_host_json(Path(__file__).resolve().parent.parent / "host.json")
+
+
 def _instances(c: int) -> list[int]:
-    """The slots of each simulated instance: ``c`` workers as instances of ``BATCH_SIZE``."""
-    return [min(BATCH_SIZE, c - i) for i in range(0, c, BATCH_SIZE)]
+    """The slots of each simulated instance: ``c`` workers as instances of host.json's ``batchSize``."""
+    size = _queue_options().batch_size
+    return [min(size, c - i) for i in range(0, c, size)]
 
 
 def _instance(queue: Any, run: Any, slots: int) -> None:
     """One instance's queue listener, as host.json configures the host's: it fetches a batch of
     up to ``slots`` messages and runs them at once, and fetches more for the free slots when no
-    more than ``NEW_BATCH_THRESHOLD`` (half the slots) are still running. (The host would fetch
+    more than ``newBatchThreshold`` (at most half the slots) are still running. (The host would fetch
     a whole ``batchSize`` then, up to 12 running; the cap keeps the instances' total at ``c``,
     as the export slots would.) It stops when the queue is empty and nothing is running."""
     from concurrent.futures import ThreadPoolExecutor
 
-    threshold = min(NEW_BATCH_THRESHOLD, slots // 2)
+    threshold = min(_queue_options().threshold, slots // 2)
     running = 0
     changed = threading.Condition()
 
