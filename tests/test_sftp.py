@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,25 @@ def test_connection_refused_is_transient(tmp_path):
     target = sftp.SftpTarget("127.0.0.1", free_port(), "u", srv.host_key_line, password_secret="sftp-password-test")
     with pytest.raises(sftp.SftpTransientError):
         sftp.upload_files(target, _files(tmp_path, 1), attempts=2)
+
+
+def test_session_socket_has_nagle_off(server, monkeypatch):
+    """The SSH socket is opened with TCP_NODELAY (paramiko sets none): with Nagle on, each small
+    login packet sent behind another waits for the server's delayed ACK."""
+    import socket
+
+    from shared.config import get_settings
+
+    creds = sftp._credentials(_target(server))
+    session = sftp._Session(_target(server), creds, time.monotonic() + 30, get_settings())
+    try:
+        transport = session.client.get_transport()
+        assert transport is not None and transport.is_authenticated()
+        assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert session.sftp.listdir(".") == []
+    finally:
+        session.close()
+    assert not transport.is_active()
 
 
 def test_deadline(server, tmp_path):
