@@ -143,6 +143,17 @@ def test_host_storage_is_identity_based():
         assert forbidden not in settings, f"{forbidden} is not allowed on Flex Consumption"
 
 
+def test_worker_thread_pool_holds_what_the_host_hands_an_instance():
+    """Every function is sync: the worker's thread pool (default cores + 4) must hold the export
+    work items host.json lets one instance run (batchSize + newBatchThreshold) with room for HTTP
+    calls and the Service Bus batch, or they queue inside the worker behind exports."""
+    import json
+
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    threads = int(ic.variable(FUNCTIONAPP_BICEP, "platformSettings")["PYTHON_THREADPOOL_THREAD_COUNT"])
+    assert threads >= queues["batchSize"] + queues["newBatchThreshold"] + 8
+
+
 def test_data_tables_use_the_identity_not_a_connection_string():
     settings = ic.variable(MAIN_BICEP, "appSettings")
     assert "DATA_TABLES_CONNECTION" not in settings

@@ -25,6 +25,7 @@ PLATFORM_AZURE = {
     "AZURE_CLIENT_ID": "DefaultAzureCredential picks the user-assigned identity",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry target",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "telemetry with Entra ID (local auth disabled)",
+    "PYTHON_THREADPOOL_THREAD_COUNT": "the Python worker's thread pool for sync functions",
 }
 PLATFORM_LOCAL = {
     "FUNCTIONS_WORKER_RUNTIME": "Core Tools: the language worker",

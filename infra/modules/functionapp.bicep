@@ -82,6 +82,11 @@ var platformSettings = {
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Every function is sync, so the Python worker runs them on one thread pool, by default
+  // min(32, cores + 4) threads: 6 on 2 cores, fewer than the 12 export work items host.json's
+  // queue batchSize + newBatchThreshold hand an instance, and HTTP calls would queue behind
+  // exports that mostly wait on SFTP. 32: the 12 exports, the Service Bus batch and HTTP calls.
+  PYTHON_THREADPOOL_THREAD_COUNT: '32'
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
