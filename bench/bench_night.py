@@ -47,12 +47,16 @@ import tracemalloc
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 LATENCY = 1.0
 CONCURRENCY: tuple[int, ...] = (4, 16, 64)
+BARE: tuple[int, ...] = (64,)  # the concurrencies that also run the bare baseline (_bare_night)
 SFTP_USER, SFTP_PASSWORD, SFTP_SECRET = "rfvendor", "bench-sftp-password", "sftp-password-bench"
 NIGHT0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+BARE_QUEUE = "bench-night-bare"
+WARM_CLUBS = 9000  # club numbers from here on: each instance's warm-up club (disabled, never enqueued)
 
 
 def tree_cpu(pid: int) -> float:
@@ -168,7 +172,7 @@ def _seed(n_clubs: int, srv: Any) -> dict[str, int]:
     return sizes
 
 
-def _seed_club(c: int, n: int, srv: Any) -> None:
+def _seed_club(c: int, n: int, srv: Any, *, enabled: bool = True) -> None:
     from bench.clubs import swedish_club
     from shared.clubs import ClubIn, put_club
     from shared.idrott.models import Activity, Person
@@ -185,6 +189,7 @@ def _seed_club(c: int, n: int, srv: Any) -> None:
         secret=SFTP_SECRET,
         remote_dir=club_id,
     )
+    body["enabled"] = enabled
     put_club(club_id, ClubIn.model_validate(body))
     rec = ClubRecords(club_id)
     rng = random.Random(c)
@@ -284,38 +289,33 @@ def _use_store(address: Any) -> Any:
     return store
 
 
-def _warm(queue: Any) -> None:
-    """What an instance that has run an export before has done already: the modules the export
-    imports on first use (the SFTP adapter and paramiko among them) loaded, the XSD parsed and the
-    queue client made. The night then measures exports, not an instance's first import."""
-    import paramiko  # noqa: F401
+def _warm(club: int, srv: Any) -> None:
+    """What an instance that has run an export before has done already: one real export, of a
+    small club of its own (disabled, so the timer never enqueues it), so the modules the export
+    imports on first use, the XSD and the SFTP and storage clients are loaded. The night then
+    measures exports, not an instance's first import."""
+    from shared.idrott import worker  # noqa: F401
+    from shared.idrott.export import export_club
 
-    import shared.idrott.export
-    import shared.idrott.files
-    import shared.idrott.ledger
-    import shared.idrott.nights
-    import shared.idrott.selection
-    import shared.idrott.slots
-    import shared.idrott.xmlwriter
-    import shared.sftp  # noqa: F401
-    from shared.idrott import xsd
-
-    xsd._schema()
-    xsd._streaming_schema()
-    queue.peek(1)
+    _seed_club(club, 5, srv, enabled=False)
+    result = export_club(f"club-{club:04d}", trigger="manual")
+    assert result.status == "succeeded", result.error
 
 
-def _instance_process(address: Any, slots: int, night: int, ready: Any, go: Any, results: Any) -> None:
-    """One simulated Flex instance, in a process of its own: ready once its modules are loaded
-    (a warm instance), then its queue listener (:func:`_instance`) until the queue is empty."""
+def _instance_process(
+    address: Any, slots: int, night: int, warm_club: int, srv: Any, ready: Any, go: Any, results: Any
+) -> None:
+    """One simulated Flex instance, in a process of its own: warm (:func:`_warm`, and its queue
+    client made), then its queue listener (:func:`_instance`) until the queue is empty."""
     from shared.idrott import fanout, worker
     from shared.lifecycle import reset_process_state
 
     reset_process_state()
     _use_store(address)
-    at = NIGHT0 + timedelta(days=night)
     queue = fanout.export_queue()
-    _warm(queue)
+    _warm(warm_club, srv)
+    queue.peek(1)
+    at = NIGHT0 + timedelta(days=night)
     per_club: list[float] = []
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
@@ -340,6 +340,92 @@ def _instance_process(address: Any, slots: int, night: int, ready: Any, go: Any,
     results.put((per_club, dict(outcomes), time.process_time() - cpu0))
 
 
+BARE_FILE = 4_000  # bytes: about one delta night's file of a 300-person club (2 % changed)
+
+
+def _bare_instance_process(slots: int, srv: Any, ready: Any, go: Any, results: Any) -> None:
+    """One simulated instance of the bare baseline: the same queue listener and processes, but
+    each message only logs in over SFTP (host key pinned, Nagle off, as shared.sftp does), uploads
+    :data:`BARE_FILE` bytes to a ``.part`` name, renames it and deletes the message: the least an
+    export of one club must do on the network, with no storage, no XML and no bookkeeping."""
+    import io
+    import socket
+
+    import paramiko
+
+    from shared.queues import get_queue_store
+    from shared.sftp import parse_host_key
+
+    queue = get_queue_store().queue(BARE_QUEUE)
+    queue.peek(1)
+    key = parse_host_key(srv.host_key_line)
+    payload = b"x" * BARE_FILE
+    per_club: list[float] = []
+    lock = threading.Lock()
+
+    def run(msg: Any) -> None:
+        s = time.perf_counter()
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(f"[127.0.0.1]:{srv.port}", key.get_name(), key)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                "127.0.0.1", srv.port, SFTP_USER, SFTP_PASSWORD, sock=sock, allow_agent=False, look_for_keys=False
+            )
+            sftp = client.open_sftp()
+            folder = msg.content
+            sftp.putfo(io.BytesIO(payload), f"{folder}/bare.xml.part", file_size=len(payload), confirm=False)
+            sftp.stat(f"{folder}/bare.xml.part")
+            sftp.posix_rename(f"{folder}/bare.xml.part", f"{folder}/bare.xml")
+        finally:
+            client.close()
+        queue.delete(msg)
+        with lock:
+            per_club.append(time.perf_counter() - s)
+
+    ready.wait()
+    go.wait()
+    cpu0 = time.process_time()
+    _instance(queue, run, slots)
+    results.put((per_club, {"uploaded": len(per_club)}, time.process_time() - cpu0))
+
+
+def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp) -> dict[str, float]:
+    """The bare baseline at concurrency ``c``: the clubs' folder names enqueued (eight threads, as
+    the timer), then :func:`_bare_instance_process` instances until the queue is empty."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.queues import get_queue_store
+
+    queue = get_queue_store().queue(BARE_QUEUE)  # created on first use
+    mp = multiprocessing.get_context("spawn")
+    slots = _instances(c)
+    ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
+    where = SimpleNamespace(port=srv.port, host_key_line=srv.host_key_line)
+    procs = [
+        mp.Process(target=_bare_instance_process, args=(n, where, ready, go, results), name=f"bare-{i}")
+        for i, n in enumerate(slots)
+    ]
+    for p in procs:
+        p.start()
+    ready.wait()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(queue.send, clubs))
+    go.set()
+    per_club: list[float] = []
+    for _ in procs:
+        per_club += results.get()[0]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    assert len(per_club) == len(clubs), (len(per_club), len(clubs))
+    return {"wall": wall, "p50": statistics.median(per_club), "p95": statistics.quantiles(per_club, n=20)[18]}
+
+
 def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
     import multiprocessing
 
@@ -353,8 +439,13 @@ def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, i
     mp = multiprocessing.get_context("spawn")
     slots = _instances(c)
     ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
+    where = SimpleNamespace(root=srv.root, port=srv.port, host_key_line=srv.host_key_line)
     procs = [
-        mp.Process(target=_instance_process, args=(store.address, n, night, ready, go, results), name=f"instance-{i}")
+        mp.Process(
+            target=_instance_process,
+            args=(store.address, n, night, WARM_CLUBS + 100 * night + i, where, ready, go, results),
+            name=f"instance-{i}",
+        )
         for i, n in enumerate(slots)
     ]
     for p in procs:
@@ -501,6 +592,16 @@ def main(argv: list[str] | None = None) -> int:
                     "        storage per club: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(row["ops"].items())),
                     flush=True,
                 )
+                if c in BARE:
+                    bare = _bare_night(c, sorted(sizes), srv)
+                    row["bare"] = bare
+                    print(
+                        f"        bare baseline, same C (SFTP login, upload, rename, queue; no storage, no XML): "
+                        f"{bare['wall']:.1f} s (ratio to N x latency / C {bare['wall'] / row['ideal']:.2f}; "
+                        f"p50 {bare['p50']:.2f} s, p95 {bare['p95']:.2f} s); the night / bare = "
+                        f"{row['wall'] / bare['wall']:.2f}",
+                        flush=True,
+                    )
             night = len(CONCURRENCY) + 1
             _change(sizes, night)
             picked = sorted(sizes)[:sample]
