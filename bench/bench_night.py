@@ -392,7 +392,7 @@ def _bare_instance_process(slots: int, srv: Any, ready: Any, go: Any, results: A
     results.put((per_club, {"uploaded": len(per_club)}, time.process_time() - cpu0))
 
 
-def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp) -> dict[str, float]:
+def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp, others: dict[str, int]) -> dict[str, float]:
     """The bare baseline at concurrency ``c``: the clubs' folder names enqueued (eight threads, as
     the timer), then :func:`_bare_instance_process` instances until the queue is empty."""
     import multiprocessing
@@ -413,17 +413,28 @@ def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp) -> dict[str, float]:
         p.start()
     ready.wait()
     t0 = time.perf_counter()
+    cpu0, server0 = time.process_time(), srv.cpu_seconds()
+    others0 = {name: tree_cpu(pid) for name, pid in others.items()}
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(queue.send, clubs))
     go.set()
     per_club: list[float] = []
+    cpu = time.process_time() - cpu0
     for _ in procs:
-        per_club += results.get()[0]
+        times, _outcomes, used = results.get()
+        per_club += times
+        cpu += used
     wall = time.perf_counter() - t0
+    cpu += srv.cpu_seconds() - server0 + sum(tree_cpu(pid) - others0[name] for name, pid in others.items())
     for p in procs:
         p.join()
     assert len(per_club) == len(clubs), (len(per_club), len(clubs))
-    return {"wall": wall, "p50": statistics.median(per_club), "p95": statistics.quantiles(per_club, n=20)[18]}
+    return {
+        "wall": wall,
+        "p50": statistics.median(per_club),
+        "p95": statistics.quantiles(per_club, n=20)[18],
+        "machine_cpu": cpu,
+    }
 
 
 def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
@@ -593,13 +604,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 if c in BARE:
-                    bare = _bare_night(c, sorted(sizes), srv)
+                    bare = _bare_night(c, sorted(sizes), srv, others)
                     row["bare"] = bare
                     print(
                         f"        bare baseline, same C (SFTP login, upload, rename, queue; no storage, no XML): "
                         f"{bare['wall']:.1f} s (ratio to N x latency / C {bare['wall'] / row['ideal']:.2f}; "
-                        f"p50 {bare['p50']:.2f} s, p95 {bare['p95']:.2f} s); the night / bare = "
-                        f"{row['wall'] / bare['wall']:.2f}",
+                        f"p50 {bare['p50']:.2f} s, p95 {bare['p95']:.2f} s; machine {bare['machine_cpu']:.1f} CPU-s, "
+                        f"{bare['machine_cpu'] / (row['cores'] * bare['wall']):.0%} of {row['cores']} cores); "
+                        f"the night / bare = {row['wall'] / bare['wall']:.2f}",
                         flush=True,
                     )
             night = len(CONCURRENCY) + 1
