@@ -229,19 +229,36 @@ def test_concurrent_runs_one_skips(srv, monkeypatch, caplog):
 def test_lock_expiry_and_takeover(storage):
     from datetime import datetime, timedelta
 
-    ok, _ = lock.acquire_lock("c9", "run-a", 60)
-    assert ok
+    etag_a, _ = lock.acquire_lock("c9", "run-a", 60)
+    assert etag_a
     ok, holder = lock.acquire_lock("c9", "run-b", 60)
     assert not ok and holder.owner == "run-a"
     later = datetime.now(UTC) + timedelta(seconds=61)  # run-a's lock has expired by then
-    ok, _ = lock.acquire_lock("c9", "run-b", 60, now=lambda: later)
-    assert ok
-    lock.release_lock("c9", "run-a")  # not the owner: no effect
+    etag_b, _ = lock.acquire_lock("c9", "run-b", 60, now=lambda: later)
+    assert etag_b and etag_b != etag_a
+    lock.release_lock("c9", "run-a", etag_a)  # its lease was taken over: no effect
+    lock.release_lock("c9", "run-a")  # nor without the ETag (not the owner)
     ok, holder = lock.acquire_lock("c9", "run-c", 60, now=lambda: later)
     assert not ok and holder.owner == "run-b"
-    lock.release_lock("c9", "run-b")
+    lock.release_lock("c9", "run-b", etag_b)
     ok, _ = lock.acquire_lock("c9", "run-c", 60, now=lambda: later)
     assert ok  # released: free for the next run
+
+
+def test_release_with_the_etag_is_one_storage_call(storage, monkeypatch):
+    """Giving the lock back costs one conditional delete, not a read and a delete."""
+    from shared.idrott import state
+
+    etag, _ = lock.acquire_lock("c8", "run-a", 60)
+    calls: list[str] = []
+    table = state.state_table()
+    for name in ("get", "delete"):
+        real = getattr(table, name)
+        monkeypatch.setattr(table, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    monkeypatch.setattr(state, "state_table", lambda: table)
+    lock.release_lock("c8", "run-a", etag)
+    assert calls == ["delete"]
+    assert lock.acquire_lock("c8", "run-b", 60)[0]
 
 
 def test_lock_race_exactly_one_winner(storage):

@@ -272,26 +272,32 @@ def test_a_club_whose_lock_is_held_is_skipped_for_the_night(srv):
 # --- concurrency slots ---------------------------------------------------------------------------
 def test_no_more_than_capacity_workers_hold_a_slot(srv):
     """Invariant: of any number of contenders, exactly ``capacity`` get a slot while none is released."""
-    got: dict[str, str | None] = {}
+    got: dict[str, slots.Slot | None] = {}
 
     def take(i: int) -> None:
         got[f"w{i}"] = slots.acquire_slot(f"w{i}", 3, 600)
 
     run_in_threads(take, 10)
-    held = {owner: key for owner, key in got.items() if key is not None}
-    assert len(held) == 3 and len(set(held.values())) == 3 and slots.held_slots() == 3
-    owner, key = next(iter(held.items()))
-    slots.release_slot(key, "not-the-owner")
+    held = {owner: slot for owner, slot in got.items() if slot is not None}
+    assert len(held) == 3 and len({s.key for s in held.values()}) == 3 and slots.held_slots() == 3
+    owner, slot = next(iter(held.items()))
+    slots.release_slot(slots.Slot(slot.key, None), "not-the-owner")  # no ETag: the owner is checked
     assert slots.held_slots() == 3
-    slots.release_slot(key, owner)
+    slots.release_slot(slot, owner)
     assert slots.held_slots() == 2
 
 
 def test_an_expired_slot_is_taken_over(srv):
     t0 = datetime.now(UTC)
-    assert slots.acquire_slot("dead", 1, 60, now=lambda: t0) is not None
+    dead = slots.acquire_slot("dead", 1, 60, now=lambda: t0)
+    assert dead is not None
     assert slots.acquire_slot("alive", 1, 60, now=lambda: t0 + timedelta(seconds=30)) is None
-    assert slots.acquire_slot("alive", 1, 60, now=lambda: t0 + timedelta(seconds=61)) == "000"
+    alive = slots.acquire_slot("alive", 1, 60, now=lambda: t0 + timedelta(seconds=61))
+    assert alive is not None and alive.key == "000" and alive.etag != dead.etag
+    slots.release_slot(dead, "dead")  # late: its lease was taken over, so the row is not its to delete
+    assert slots.acquire_slot("third", 1, 60, now=lambda: t0 + timedelta(seconds=62)) is None
+    slots.release_slot(alive, "alive")
+    assert slots.acquire_slot("third", 1, 60, now=lambda: t0 + timedelta(seconds=62)) is not None
 
 
 def test_a_worker_without_a_free_slot_puts_the_item_back_with_a_delay(srv, env, monkeypatch):

@@ -98,8 +98,8 @@ def export_club(
     settings = get_settings()
     owner = new_batch_id()
     with log_context(club_id=club_id):
-        ok, holder = acquire_lock(club_id, owner, settings.EXPORT_LOCK_SECONDS, now=now)
-        if not ok:
+        etag, holder = acquire_lock(club_id, owner, settings.EXPORT_LOCK_SECONDS, now=now)
+        if not etag:
             until = holder.expires_at.isoformat() if holder and holder.expires_at else "?"
             who = holder.owner if holder else "?"
             log.info("export.skipped club_id=%s: run %s holds the export lock until %s", club_id, who, until)
@@ -107,7 +107,7 @@ def export_club(
         try:
             return _run_locked(club, trigger=trigger, today=local_date(now()), settings=settings, now=now, actor=actor)
         finally:
-            release_lock(club_id, owner)
+            release_lock(club_id, owner, etag)
 
 
 def _run_locked(

@@ -28,8 +28,11 @@ class LockHolder:
     expires_at: datetime | None
 
 
-def acquire_lock(club_id: str, owner: str, seconds: int, *, now: Clock = utc_now) -> tuple[bool, LockHolder | None]:
-    """Take the club's export lock for ``seconds``; ``(False, holder)`` if someone holds it."""
+def acquire_lock(
+    club_id: str, owner: str, seconds: int, *, now: Clock = utc_now
+) -> tuple[str | None, LockHolder | None]:
+    """Take the club's export lock for ``seconds``: ``(etag, None)``, the ETag of the row we wrote
+    (for :func:`release_lock`); ``(None, holder)`` if someone holds it."""
     from shared.tables import Conflict
 
     state = state_table()
@@ -42,30 +45,43 @@ def acquire_lock(club_id: str, owner: str, seconds: int, *, now: Clock = utc_now
         "expires_at": at + timedelta(seconds=seconds),
     }
     for _ in range(3):
-        if state.insert(entity):
-            return True, None
+        try:
+            return state.create(entity) or "*", None
+        except Conflict:
+            pass  # held, or an expired lease to take over
         row = state.get(club_id, LOCK_ROW)
         if row is None:
             continue  # released between our insert and read: try again
         expires = row.get("expires_at")
         if expires is not None and expires > at:
-            return False, LockHolder(row.get("owner", "?"), expires)
+            return None, LockHolder(row.get("owner", "?"), expires)
         try:  # expired: take it over, but only if nobody else did first
-            state.update(entity, etag=row["_etag"], replace=True)
+            etag = state.update(entity, etag=row["_etag"], replace=True)
             log.warning("club %s: took over an expired export lock of run %s", club_id, row.get("owner"))
-            return True, None
+            return etag or "*", None
         except Conflict:
             row = state.get(club_id, LOCK_ROW) or {}
-            return False, LockHolder(row.get("owner", "?"), row.get("expires_at"))
-    return False, None
+            return None, LockHolder(row.get("owner", "?"), row.get("expires_at"))
+    return None, None
 
 
-def release_lock(club_id: str, owner: str) -> None:
+def release_lock(club_id: str, owner: str, etag: str | None = None) -> None:
     """Give the lock back if ``owner`` still holds it (otherwise, or on a storage error, it
-    expires on its own)."""
+    expires on its own). With the ``etag`` :func:`acquire_lock` returned, one conditional delete:
+    a row that changed since is another run's (it took over our expired lease) and stays."""
     from shared.tables import Conflict, StorageError
 
     state = state_table()
+    if etag and etag != "*":
+        try:
+            state.delete(club_id, LOCK_ROW, etag=etag)
+        except Conflict:
+            log.info("club %s: the export lock of run %s was taken over meanwhile; left to its holder", club_id, owner)
+        except StorageError as exc:
+            log.warning(
+                "club %s: could not release the export lock (%s); it expires on its own", club_id, type(exc).__name__
+            )
+        return
     try:
         row = state.get(club_id, LOCK_ROW)
         if row is not None and row.get("owner") == owner:

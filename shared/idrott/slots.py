@@ -7,8 +7,9 @@ sessions per vendor is unknown; the queue trigger alone bounds concurrency per i
 Table ``IdrottExportState``, ``PartitionKey="_slots"``, ``RowKey="000"…`` (one row per slot while
 held): ``owner`` and ``expiresAt``. A slot is taken by insert-if-absent, or, once its lease has
 expired (a worker that died), by an ETag-conditional replace, so two workers never hold one slot.
-One query reads every held slot, so taking a free one costs two storage calls. The lease is
-``EXPORT_LOCK_SECONDS`` (above ``functionTimeout``), like the club lock.
+One query reads every held slot, so taking a free one costs two storage calls, and giving it back
+one (a delete conditional on the ETag the take returned). The lease is ``EXPORT_LOCK_SECONDS``
+(above ``functionTimeout``), like the club lock.
 
 A worker that finds no free slot puts its work item back with a delay (:mod:`shared.idrott.worker`).
 """
@@ -18,14 +19,22 @@ from __future__ import annotations
 import logging
 import random
 from datetime import timedelta
+from typing import NamedTuple
 
 from shared.idrott.clock import Clock, utc_now
 
-__all__ = ["SLOTS_PARTITION", "acquire_slot", "held_slots", "release_slot"]
+__all__ = ["SLOTS_PARTITION", "Slot", "acquire_slot", "held_slots", "release_slot"]
 
 log = logging.getLogger(__name__)
 
 SLOTS_PARTITION = "_slots"  # not a club id (those start with a letter or digit)
+
+
+class Slot(NamedTuple):
+    """A slot taken: its row key and the ETag of the row we wrote (None if storage gave none)."""
+
+    key: str
+    etag: str | None
 
 
 def _key(i: int) -> str:
@@ -44,8 +53,8 @@ def held_slots(*, now: Clock = utc_now) -> int:
     )
 
 
-def acquire_slot(owner: str, capacity: int, lease_seconds: int, *, now: Clock = utc_now) -> str | None:
-    """Take a free slot of ``capacity`` for ``owner``; its key, or None when all are held."""
+def acquire_slot(owner: str, capacity: int, lease_seconds: int, *, now: Clock = utc_now) -> Slot | None:
+    """Take a free slot of ``capacity`` for ``owner``; None when all are held."""
     from shared.idrott.state import state_table
     from shared.tables import Conflict
 
@@ -62,27 +71,37 @@ def acquire_slot(owner: str, capacity: int, lease_seconds: int, *, now: Clock = 
     expired = [k for k, r in held.items() if int(k) < capacity and (r.get("expiresAt") is None or r["expiresAt"] <= at)]
     random.shuffle(free)  # contenders spread over the free slots instead of racing for the first
     for key in free:
-        if t.insert({**entity, "RowKey": key}):
-            return key
+        try:
+            return Slot(key, t.create({**entity, "RowKey": key}))
+        except Conflict:
+            continue  # another worker took it first
     for key in expired:
         try:
-            t.update({**entity, "RowKey": key}, etag=held[key]["_etag"], replace=True)
+            etag = t.update({**entity, "RowKey": key}, etag=held[key]["_etag"], replace=True)
         except Conflict:
             continue
         log.warning("export slot %s: took over an expired lease of %s", key, held[key].get("owner"))
-        return key
+        return Slot(key, etag)
     return None
 
 
-def release_slot(key: str, owner: str) -> None:
-    """Give the slot back if ``owner`` still holds it (otherwise its lease expires on its own)."""
+def release_slot(slot: Slot, owner: str) -> None:
+    """Give the slot back if ``owner`` still holds it (otherwise its lease expires on its own): one
+    delete conditional on the slot's ETag; a row that changed since is another worker's (it took
+    over our expired lease) and stays."""
     from shared.idrott.state import state_table
     from shared.tables import Conflict, StorageError
 
     t = state_table()
+    key = slot.key
     try:
+        if slot.etag:
+            t.delete(SLOTS_PARTITION, key, etag=slot.etag)
+            return
         row = t.get(SLOTS_PARTITION, key)
         if row is not None and row.get("owner") == owner:
             t.delete(SLOTS_PARTITION, key, etag=row["_etag"])
-    except (Conflict, StorageError) as exc:
+    except Conflict:
+        log.info("export slot %s: taken over from %s meanwhile; left to its holder", key, owner)
+    except StorageError as exc:
         log.warning("export slot %s: could not release it (%s); its lease expires", key, type(exc).__name__)

@@ -34,6 +34,7 @@ from shared.idrott.clock import Clock, local_date, utc_now
 if TYPE_CHECKING:
     from shared.idrott.ledger import RunResult
     from shared.idrott.nights import NightStatus
+    from shared.idrott.slots import Slot
     from shared.idrott.workitem import WorkItem
 
 __all__ = ["DEFER_SECONDS", "ExportRunFailed", "handle_work_item"]
@@ -98,7 +99,7 @@ def handle_work_item(body: str | bytes, *, message_id: str = "", dequeue_count: 
         return result.status
 
 
-def _acquire_slot(owner: str, capacity: int, lease: int, now: Clock) -> str | None:
+def _acquire_slot(owner: str, capacity: int, lease: int, now: Clock) -> Slot | None:
     from shared.idrott.slots import acquire_slot
 
     return acquire_slot(owner, capacity, lease, now=now)
