@@ -302,32 +302,17 @@ def _warm(club: int, srv: Any) -> None:
     assert result.status == "succeeded", result.error
 
 
-def _instance_process(
-    address: Any, slots: int, night: int, warm_club: int, srv: Any, ready: Any, go: Any, results: Any
-) -> None:
-    """One simulated Flex instance, in a process of its own: warm (:func:`_warm`, and its queue
-    client made), then its queue listener (:func:`_instance`) until the queue is empty."""
-    from shared.idrott import fanout, worker
-    from shared.lifecycle import reset_process_state
-
-    reset_process_state()
-    _use_store(address)
-    queue = fanout.export_queue()
-    _warm(warm_club, srv)
-    queue.peek(1)
-    at = NIGHT0 + timedelta(days=night)
+def _serve(queue: Any, handle: Any, slots: int, ready: Any, go: Any, results: Any) -> None:
+    """An instance's night, once it is warm: its queue listener (:func:`_instance`) runs
+    ``handle(message)`` (an outcome) for each message and deletes the message after it, until the
+    queue is empty; then it reports each message's time, the outcomes and its CPU seconds."""
     per_club: list[float] = []
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
 
     def run(msg: Any) -> None:
         s = time.perf_counter()
-        try:
-            out = worker.handle_work_item(
-                msg.content, message_id=msg.id, dequeue_count=msg.dequeue_count, now=lambda: at
-            )
-        except worker.ExportRunFailed:
-            out = "failed"
+        out = handle(msg)
         queue.delete(msg)
         with lock:
             per_club.append(time.perf_counter() - s)
@@ -340,135 +325,106 @@ def _instance_process(
     results.put((per_club, dict(outcomes), time.process_time() - cpu0))
 
 
+def _instance_process(
+    slots: int, i: int, ready: Any, go: Any, results: Any, address: Any, night: int, srv: Any
+) -> None:
+    """One simulated Flex instance, in a process of its own: warm (:func:`_warm`, with a club of
+    its own, and its queue client made), then it exports a club per message (:func:`_serve`)."""
+    from shared.idrott import fanout, worker
+    from shared.lifecycle import reset_process_state
+
+    reset_process_state()
+    _use_store(address)
+    queue = fanout.export_queue()
+    _warm(WARM_CLUBS + 100 * night + i, srv)
+    queue.peek(1)
+    at = NIGHT0 + timedelta(days=night)
+
+    def handle(msg: Any) -> str:
+        try:
+            return worker.handle_work_item(
+                msg.content, message_id=msg.id, dequeue_count=msg.dequeue_count, now=lambda: at
+            )
+        except worker.ExportRunFailed:
+            return "failed"
+
+    _serve(queue, handle, slots, ready, go, results)
+
+
 BARE_FILE = 4_000  # bytes: about one delta night's file of a 300-person club (2 % changed)
 
 
-def _bare_instance_process(slots: int, srv: Any, ready: Any, go: Any, results: Any) -> None:
-    """One simulated instance of the bare baseline: the same queue listener and processes, but
-    each message only logs in over SFTP (host key pinned, Nagle off, as shared.sftp does), uploads
-    :data:`BARE_FILE` bytes to a ``.part`` name, renames it and deletes the message: the least an
-    export of one club must do on the network, with no storage, no XML and no bookkeeping."""
+def _bare_instance_process(slots: int, i: int, ready: Any, go: Any, results: Any, srv: Any) -> None:
+    """One simulated instance of the bare baseline: the same listener and processes, but each
+    message only logs in over SFTP (host key pinned, on shared.sftp's socket with Nagle off),
+    uploads :data:`BARE_FILE` bytes to a ``.part`` name, renames it, and the message is deleted:
+    the least an export of one club must do on the network, with no storage, no XML and no
+    bookkeeping."""
     import io
-    import socket
 
     import paramiko
 
     from shared.queues import get_queue_store
-    from shared.sftp import parse_host_key
+    from shared.sftp import _open_socket, parse_host_key
 
     queue = get_queue_store().queue(BARE_QUEUE)
     queue.peek(1)
     key = parse_host_key(srv.host_key_line)
     payload = b"x" * BARE_FILE
-    per_club: list[float] = []
-    lock = threading.Lock()
 
-    def run(msg: Any) -> None:
-        s = time.perf_counter()
-        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def handle(msg: Any) -> str:
         client = paramiko.SSHClient()
         client.get_host_keys().add(f"[127.0.0.1]:{srv.port}", key.get_name(), key)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
             client.connect(
-                "127.0.0.1", srv.port, SFTP_USER, SFTP_PASSWORD, sock=sock, allow_agent=False, look_for_keys=False
+                "127.0.0.1",
+                srv.port,
+                SFTP_USER,
+                SFTP_PASSWORD,
+                sock=_open_socket("127.0.0.1", srv.port, 30),
+                timeout=30,
+                banner_timeout=30,
+                auth_timeout=30,
+                allow_agent=False,
+                look_for_keys=False,
             )
             sftp = client.open_sftp()
-            folder = msg.content
-            sftp.putfo(io.BytesIO(payload), f"{folder}/bare.xml.part", file_size=len(payload), confirm=False)
-            sftp.stat(f"{folder}/bare.xml.part")
-            sftp.posix_rename(f"{folder}/bare.xml.part", f"{folder}/bare.xml")
+            part, final = f"{msg.content}/bare.xml.part", f"{msg.content}/bare.xml"
+            sftp.putfo(io.BytesIO(payload), part, file_size=len(payload), confirm=False)
+            sftp.stat(part)
+            sftp.posix_rename(part, final)
         finally:
             client.close()
-        queue.delete(msg)
-        with lock:
-            per_club.append(time.perf_counter() - s)
+        return "uploaded"
 
-    ready.wait()
-    go.wait()
-    cpu0 = time.process_time()
-    _instance(queue, run, slots)
-    results.put((per_club, {"uploaded": len(per_club)}, time.process_time() - cpu0))
+    _serve(queue, handle, slots, ready, go, results)
 
 
-def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp, others: dict[str, int]) -> dict[str, float]:
-    """The bare baseline at concurrency ``c``: the clubs' folder names enqueued (eight threads, as
-    the timer), then :func:`_bare_instance_process` instances until the queue is empty."""
+def _fleet(c: int, target: Any, args: tuple, start: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
+    """Run a night on ``c`` workers: the instances (:func:`_instances`), each
+    ``target(slots, i, ready, go, results, *args)`` in a process of its own, are started and
+    warm; then ``start()`` enqueues the night's work (timed), and the instances go until the queue
+    is empty. Returns the wall time from ``start``, its own time, each message's time, the
+    outcomes, and the CPU seconds of this process and the instances (``cpu``), of the SFTP server
+    and of each of ``others``."""
     import multiprocessing
-    from concurrent.futures import ThreadPoolExecutor
 
-    from shared.queues import get_queue_store
-
-    queue = get_queue_store().queue(BARE_QUEUE)  # created on first use
     mp = multiprocessing.get_context("spawn")
     slots = _instances(c)
     ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
-    where = SimpleNamespace(port=srv.port, host_key_line=srv.host_key_line)
     procs = [
-        mp.Process(target=_bare_instance_process, args=(n, where, ready, go, results), name=f"bare-{i}")
-        for i, n in enumerate(slots)
-    ]
-    for p in procs:
-        p.start()
-    ready.wait()
-    t0 = time.perf_counter()
-    cpu0, server0 = time.process_time(), srv.cpu_seconds()
-    others0 = {name: tree_cpu(pid) for name, pid in others.items()}
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(queue.send, clubs))
-    go.set()
-    per_club: list[float] = []
-    cpu = time.process_time() - cpu0
-    for _ in procs:
-        times, _outcomes, used = results.get()
-        per_club += times
-        cpu += used
-    wall = time.perf_counter() - t0
-    cpu += srv.cpu_seconds() - server0 + sum(tree_cpu(pid) - others0[name] for name, pid in others.items())
-    for p in procs:
-        p.join()
-    assert len(per_club) == len(clubs), (len(per_club), len(clubs))
-    return {
-        "wall": wall,
-        "p50": statistics.median(per_club),
-        "p95": statistics.quantiles(per_club, n=20)[18],
-        "machine_cpu": cpu,
-    }
-
-
-def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
-    import multiprocessing
-
-    from shared.idrott import fanout
-
-    at = NIGHT0 + timedelta(days=night)
-    os.environ["IDROTTONLINE_EXPORT_CONCURRENCY"] = str(max(c, 1))
-    from shared.config import reset_settings
-
-    reset_settings()
-    mp = multiprocessing.get_context("spawn")
-    slots = _instances(c)
-    ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
-    where = SimpleNamespace(root=srv.root, port=srv.port, host_key_line=srv.host_key_line)
-    procs = [
-        mp.Process(
-            target=_instance_process,
-            args=(store.address, n, night, WARM_CLUBS + 100 * night + i, where, ready, go, results),
-            name=f"instance-{i}",
-        )
+        mp.Process(target=target, args=(n, i, ready, go, results, *args), name=f"instance-{i}")
         for i, n in enumerate(slots)
     ]
     for p in procs:
         p.start()
     ready.wait()  # every instance started and warm
-    before = store.counts()
     t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    server0 = srv.cpu_seconds()
+    cpu0, server0 = time.process_time(), srv.cpu_seconds()
     others0 = {name: tree_cpu(pid) for name, pid in others.items()}
-    done = fanout.fan_out(now=lambda: at)
-    t_fanout = time.perf_counter() - t0
+    started = start()
+    t_start = time.perf_counter() - t0
     go.set()
     per_club: list[float] = []
     outcomes: Counter[str] = Counter()
@@ -481,26 +437,73 @@ def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, i
     wall = time.perf_counter() - t0
     for p in procs:
         p.join()
-    server_cpu = srv.cpu_seconds() - server0
-    other_cpu = {name: tree_cpu(pid) - others0[name] for name, pid in others.items()}
+    return {
+        "instances": len(slots),
+        "started": started,
+        "wall": wall,
+        "start_seconds": t_start,
+        "per_club": per_club,
+        "outcomes": outcomes,
+        "cpu": cpu,
+        "server_cpu": srv.cpu_seconds() - server0,
+        "other_cpu": {name: tree_cpu(pid) - others0[name] for name, pid in others.items()},
+    }
+
+
+def _bare_night(c: int, clubs: list[str], srv: _RemoteSftp, others: dict[str, int]) -> dict[str, float]:
+    """The bare baseline at concurrency ``c``: the clubs' folder names enqueued (eight threads, as
+    the timer), then :func:`_bare_instance_process` instances until the queue is empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.queues import get_queue_store
+
+    queue = get_queue_store().queue(BARE_QUEUE)  # created on first use
+
+    def start() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(queue.send, clubs))
+
+    where = SimpleNamespace(port=srv.port, host_key_line=srv.host_key_line)
+    run = _fleet(c, _bare_instance_process, (where,), start, srv, others)
+    assert run["outcomes"] == {"uploaded": len(clubs)}, run["outcomes"]
+    return {
+        "wall": run["wall"],
+        "p50": statistics.median(run["per_club"]),
+        "p95": statistics.quantiles(run["per_club"], n=20)[18],
+        "machine_cpu": run["cpu"] + run["server_cpu"] + sum(run["other_cpu"].values()),
+    }
+
+
+def _night(c: int, night: int, store: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
+    from shared.config import reset_settings
+    from shared.idrott import fanout
+
+    at = NIGHT0 + timedelta(days=night)
+    os.environ["IDROTTONLINE_EXPORT_CONCURRENCY"] = str(max(c, 1))
+    reset_settings()
+    where = SimpleNamespace(root=srv.root, port=srv.port, host_key_line=srv.host_key_line)
+    before = store.counts()
+    run = _fleet(
+        c, _instance_process, (store.address, night, where), lambda: fanout.fan_out(now=lambda: at), srv, others
+    )
     ops = store.counts() - before
-    n = len(done.enqueued)
+    n = len(run["started"].enqueued)
     return {
         "c": c,
-        "instances": len(slots),
+        "instances": run["instances"],
         "clubs": n,
-        "wall": wall,
-        "fanout": t_fanout,
+        "wall": run["wall"],
+        "fanout": run["start_seconds"],
         "target": 1.5 * n * LATENCY / c,
         "ideal": n * LATENCY / c,
-        "p50": statistics.median(per_club),
-        "p95": statistics.quantiles(per_club, n=20)[18],
-        "outcomes": dict(outcomes),
-        "cpu_per_club": cpu / n,
-        "server_cpu_per_club": server_cpu / n,
+        "p50": statistics.median(run["per_club"]),
+        "p95": statistics.quantiles(run["per_club"], n=20)[18],
+        "outcomes": dict(run["outcomes"]),
+        "cpu_per_club": run["cpu"] / n,
+        "server_cpu_per_club": run["server_cpu"] / n,
         # every process of the night on this machine, against what its cores could give in the wall time
-        "machine_cpu": cpu + server_cpu + sum(other_cpu.values()),
-        "other_cpu": other_cpu,
+        "machine_cpu": run["cpu"] + run["server_cpu"] + sum(run["other_cpu"].values()),
+        "other_cpu": run["other_cpu"],
         "cores": os.cpu_count() or 1,
         "ops": {k: v / n for k, v in ops.items()},
     }
@@ -605,7 +608,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if c in BARE:
                     bare = _bare_night(c, sorted(sizes), srv, others)
-                    row["bare"] = bare
                     print(
                         f"        bare baseline, same C (SFTP login, upload, rename, queue; no storage, no XML): "
                         f"{bare['wall']:.1f} s (ratio to N x latency / C {bare['wall'] / row['ideal']:.2f}; "
