@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.idrott.clock import Clock, utc_now
-from shared.idrott.state import state_table
+from shared.idrott.state import delete_lease, state_table
 
 __all__ = ["LOCK_ROW", "LockHolder", "acquire_lock", "release_lock"]
 
@@ -32,7 +32,7 @@ def acquire_lock(
     club_id: str, owner: str, seconds: int, *, now: Clock = utc_now
 ) -> tuple[str | None, LockHolder | None]:
     """Take the club's export lock for ``seconds``: ``(etag, None)``, the ETag of the row we wrote
-    (for :func:`release_lock`); ``(None, holder)`` if someone holds it."""
+    (``"*"`` if storage gave none), for :func:`release_lock`; ``(None, holder)`` if someone holds it."""
     from shared.tables import Conflict
 
     state = state_table()
@@ -67,26 +67,14 @@ def acquire_lock(
 
 def release_lock(club_id: str, owner: str, etag: str | None = None) -> None:
     """Give the lock back if ``owner`` still holds it (otherwise, or on a storage error, it
-    expires on its own). With the ``etag`` :func:`acquire_lock` returned, one conditional delete:
-    a row that changed since is another run's (it took over our expired lease) and stays."""
-    from shared.tables import Conflict, StorageError
+    expires on its own): :func:`shared.idrott.state.delete_lease`, with the ``etag``
+    :func:`acquire_lock` returned."""
+    from shared.tables import StorageError
 
-    state = state_table()
-    if etag and etag != "*":
-        try:
-            state.delete(club_id, LOCK_ROW, etag=etag)
-        except Conflict:
-            log.info("club %s: the export lock of run %s was taken over meanwhile; left to its holder", club_id, owner)
-        except StorageError as exc:
-            log.warning(
-                "club %s: could not release the export lock (%s); it expires on its own", club_id, type(exc).__name__
-            )
-        return
     try:
-        row = state.get(club_id, LOCK_ROW)
-        if row is not None and row.get("owner") == owner:
-            state.delete(club_id, LOCK_ROW, etag=row["_etag"])
-    except (Conflict, StorageError) as exc:  # it expires by itself
+        if not delete_lease(club_id, LOCK_ROW, owner, etag):
+            log.info("club %s: the export lock of run %s was taken over meanwhile; left to its holder", club_id, owner)
+    except StorageError as exc:  # it expires by itself
         log.warning(
             "club %s: could not release the export lock (%s); it expires on its own", club_id, type(exc).__name__
         )

@@ -86,22 +86,13 @@ def acquire_slot(owner: str, capacity: int, lease_seconds: int, *, now: Clock = 
 
 
 def release_slot(slot: Slot, owner: str) -> None:
-    """Give the slot back if ``owner`` still holds it (otherwise its lease expires on its own): one
-    delete conditional on the slot's ETag; a row that changed since is another worker's (it took
-    over our expired lease) and stays."""
-    from shared.idrott.state import state_table
-    from shared.tables import Conflict, StorageError
+    """Give the slot back if ``owner`` still holds it (otherwise, or on a storage error, its lease
+    expires on its own): :func:`shared.idrott.state.delete_lease` on the slot's ETag."""
+    from shared.idrott.state import delete_lease
+    from shared.tables import StorageError
 
-    t = state_table()
-    key = slot.key
     try:
-        if slot.etag:
-            t.delete(SLOTS_PARTITION, key, etag=slot.etag)
-            return
-        row = t.get(SLOTS_PARTITION, key)
-        if row is not None and row.get("owner") == owner:
-            t.delete(SLOTS_PARTITION, key, etag=row["_etag"])
-    except Conflict:
-        log.info("export slot %s: taken over from %s meanwhile; left to its holder", key, owner)
+        if not delete_lease(SLOTS_PARTITION, slot.key, owner, slot.etag):
+            log.info("export slot %s: taken over from %s meanwhile; left to its holder", slot.key, owner)
     except StorageError as exc:
-        log.warning("export slot %s: could not release it (%s); its lease expires", key, type(exc).__name__)
+        log.warning("export slot %s: could not release it (%s); its lease expires", slot.key, type(exc).__name__)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATE_ROW",
     "STATE_TABLE",
+    "delete_lease",
     "full_load_done",
     "mark_full_load_done",
     "mark_records_committed",
@@ -54,6 +55,30 @@ def state_table() -> StorageTable:
     from shared.tables import get_table_store
 
     return get_table_store().table(STATE_TABLE)
+
+
+def delete_lease(partition_key: str, row_key: str, owner: str, etag: str | None) -> bool:
+    """Give back a lease row of this table that ``owner`` took (a club's lock, an export slot).
+    With the ETag its take returned, one conditional delete; without one (``None``, or ``"*"``:
+    taken, but storage gave no ETag), after reading that ``owner`` still holds it. False when the
+    row is no longer ours (another holder took over our expired lease): it stays. A storage error
+    is raised (the lease then expires on its own)."""
+    from shared.tables import Conflict
+
+    t = state_table()
+    try:
+        if etag and etag != "*":
+            t.delete(partition_key, row_key, etag=etag)
+            return True
+        row = t.get(partition_key, row_key)
+        if row is None:
+            return True  # nothing left to give back
+        if row.get("owner") != owner:
+            return False
+        t.delete(partition_key, row_key, etag=row["_etag"])
+        return True
+    except Conflict:
+        return False
 
 
 def read_state(club_id: str) -> dict:
