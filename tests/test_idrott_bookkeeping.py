@@ -34,13 +34,17 @@ srv = test_idrott_export_hardening.srv  # the same fixture: Azurite, the SFTP se
 
 # ---- counting what reaches storage ---------------------------------------------------------------
 class _CountingTable:
-    """A table that counts write operations (an operation inside a transaction counts once) and
-    transactions, then delegates."""
+    """A table that counts write operations (an operation inside a transaction counts once),
+    transactions, and point reads per table (``get <table>``), then delegates."""
 
     _SINGLE = ("insert", "create", "upsert", "update", "delete")
 
-    def __init__(self, inner: Any, counts: Counter[str]) -> None:
-        self._inner, self._counts = inner, counts
+    def __init__(self, inner: Any, counts: Counter[str], name: str) -> None:
+        self._inner, self._counts, self._name = inner, counts, name
+
+    def get(self, *a: Any, **kw: Any) -> Any:
+        self._counts[f"get {self._name}"] += 1
+        return self._inner.get(*a, **kw)
 
     def submit(self, operations):
         ops = list(operations)
@@ -71,7 +75,7 @@ def counting(monkeypatch) -> Iterator[Counter[str]]:
 
     class _Store:
         def table(self, name: str, *, chunked: bool = False) -> Any:
-            return _CountingTable(real.table(name, chunked=chunked), counts)
+            return _CountingTable(real.table(name, chunked=chunked), counts, name)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
@@ -116,6 +120,29 @@ def test_a_delta_run_costs_two_writes_per_changed_record_in_one_transaction(srv,
     # per record: its exported hash and its marker's delete, in the same transaction
     assert counts["write_ops"] <= 2 * 20 + 10, counts
     assert still_pending(rec) == set()
+
+
+@pytest.mark.parametrize("scan_needed", [False, True])
+def test_a_run_reads_the_club_state_once(srv, monkeypatch, scan_needed):
+    """The state row read at the start decides whether the run reads the whole club: the
+    selection does not read it again. With ``scan_needed`` set (a run that read the whole club
+    died before its commit), the run still reads the whole club and clears it."""
+    from shared.idrott import state
+
+    club = register_club("club1", srv)
+    rec = _club(30, 3)
+    assert export.export_club(club).status == "succeeded"
+    if scan_needed:
+        state.state_table().upsert({"PartitionKey": "club1", "RowKey": state.STATE_ROW, "scan_needed": True})
+    # a change without a marker: only a run that reads the whole club finds it
+    rec.t.upsert({"PartitionKey": "club1", "RowKey": "P|p3", "exported_hash": "stale"})
+    assert rec.upsert_persons([Person.model_validate(person("p1", year=2000, serial=3, first="Ny"))]) == []
+    with counting(monkeypatch) as counts:
+        r = export.export_club(club)
+    assert r.status == "succeeded", r.error
+    assert counts[f"get {state.STATE_TABLE}"] == 1, counts
+    assert r.persons == (2 if scan_needed else 1)
+    assert not state.read_state("club1").get("scan_needed")
 
 
 # ---- the invariant under random interleavings ------------------------------------------------------

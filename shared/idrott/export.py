@@ -43,6 +43,7 @@ from shared.idrott.lock import acquire_lock, release_lock
 from shared.idrott.state import (
     mark_records_committed,
     mark_run_succeeded,
+    markers_complete,
     markers_on,
     read_state,
     reserve_created_at,
@@ -132,7 +133,10 @@ def _run_locked(
         if result.full_load and not markers_on(state):
             start_markers(club.club_id, now=now)  # from now on intake marks what it writes
         records = ClubRecords(club.club_id, now=now)
-        sel = records.select(full_load=result.full_load, today=today)
+        # the state row read above decides a scan: only this run writes full_load_done and
+        # scan_needed while it holds the lock (start_markers sets markers_since only)
+        scan = result.full_load or not markers_complete(state)
+        sel = records.select(full_load=result.full_load, today=today, scan=scan)
         try:
             result.status = _send(
                 club, result, sel, records, batch_id=batch_id, created_at=created_at, settings=settings, now=now

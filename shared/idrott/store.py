@@ -331,10 +331,13 @@ class ClubRecords:
         return out
 
     # ---- selection ----------------------------------------------------------------------------
-    def select(self, *, full_load: bool, today: date, timezone_name: str = SWEDISH_TIMEZONE) -> ClubSelection:
+    def select(
+        self, *, full_load: bool, today: date, timezone_name: str = SWEDISH_TIMEZONE, scan: bool | None = None
+    ) -> ClubSelection:
         """The records the next run sends (read-only; the preview uses it too):
-        :func:`shared.idrott.selection.select`."""
-        return selection.select(self, full_load=full_load, today=today, timezone_name=timezone_name)
+        :func:`shared.idrott.selection.select`. ``scan``: whether to read the whole club, when the
+        caller knows it from the state row it read (default: read the row again)."""
+        return selection.select(self, full_load=full_load, today=today, timezone_name=timezone_name, scan=scan)
 
     # ---- commit -------------------------------------------------------------------------------
     def commit(self, sel: ClubSelection) -> CommitReport:
