@@ -158,6 +158,30 @@ def test_a_claim_the_timer_did_not_send_is_sent_by_the_next_firing(srv):
     assert later.enqueued == ["c1"] and [i.club_id for i in _items(_queue())] == ["c1"]
 
 
+def test_the_timer_writes_a_clubs_row_only_for_a_club_rolled_for_the_first_time(srv, monkeypatch):
+    """``firstNight`` is written once per club: a later night's fan-out writes no ``clubs`` row for
+    the clubs it already knows, only for a club registered since."""
+    register_club("c1", srv)
+    fanout.fan_out(now=lambda: NIGHT_AT)
+    register_club("c2", srv)
+    table = nights._table()
+    writes: list[tuple[str, str]] = []
+    for name in ("insert", "upsert", "update"):
+        real = getattr(table, name)
+
+        def spy(entity, *a, _real=real, **k):
+            writes.append((entity["PartitionKey"], entity["RowKey"]))
+            return _real(entity, *a, **k)
+
+        monkeypatch.setattr(table, name, spy)
+    monkeypatch.setattr(nights, "_table", lambda: table)
+    tomorrow = NIGHT + timedelta(days=1)
+    assert sorted(fanout.fan_out(now=lambda: NIGHT_AT + timedelta(days=1)).enqueued) == ["c1", "c2"]
+    assert [w for w in writes if w[0] == nights.CLUBS_PARTITION] == [(nights.CLUBS_PARTITION, "c2")]
+    rows = nights.club_rows()
+    assert (rows["c1"]["firstNight"], rows["c2"]["firstNight"]) == (NIGHT.isoformat(), tomorrow.isoformat())
+
+
 # --- the worker -----------------------------------------------------------------------------------
 def test_the_worker_exports_one_club_per_message_and_records_the_night(srv):
     for cid in ("c1", "c2"):

@@ -92,7 +92,8 @@ def fan_out(timer: Any = None, *, now: Clock = utc_now) -> FanOut:
     night = local_date(now())
     enabled = clubs.list_enabled_clubs("SE")
     result = FanOut(night)
-    for late in nights.overdue([c.club_id for c in enabled], night, settings.IDROTTONLINE_OVERDUE_NIGHTS):
+    known = nights.club_rows()
+    for late in nights.overdue([c.club_id for c in enabled], night, settings.IDROTTONLINE_OVERDUE_NIGHTS, rows=known):
         result.overdue.append(late.club_id)
         log.error(
             "export.overdue club_id=%s: no successful export for %d night(s) (last good night: %s)",
@@ -101,7 +102,9 @@ def fan_out(timer: Any = None, *, now: Clock = utc_now) -> FanOut:
             late.last_ok_night.isoformat() if late.last_ok_night else "never",
         )
     queue = export_queue()
-    for club, outcome in _for_each_club(enabled, lambda club: _enqueue_for_night(queue, club, night, now)):
+    for club, outcome in _for_each_club(
+        enabled, lambda club: _enqueue_for_night(queue, club, night, now, first=club.club_id not in known)
+    ):
         if isinstance(outcome, Exception):
             result.failed.append(club.club_id)
             log.error(
@@ -143,12 +146,13 @@ def _for_each_club[T](clubs: Sequence[Club], work: Callable[[Club], T]) -> list[
         return [(club, f.result()) for club, f in zip(clubs, futures, strict=True)]
 
 
-def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, now: Clock) -> bool:
+def _enqueue_for_night(queue: WorkQueue, club: Club, night: date, now: Clock, *, first: bool) -> bool:
     """Claim the club's roll-call row for the night and send its work item; ``False`` if the
-    club was rolled already (and its item sent)."""
+    club was rolled already (and its item sent). ``first``: the club had no ``clubs`` row when the
+    timer read them (:func:`shared.idrott.nights.claim`)."""
     from shared.idrott import nights
 
-    created, row = nights.claim(night, club.club_id, now=now)
+    created, row = nights.claim(night, club.club_id, now=now, first=first)
     if not created:
         stale = (
             row is not None

@@ -34,6 +34,7 @@ __all__ = [
     "NightStatus",
     "Overdue",
     "claim",
+    "club_rows",
     "is_done",
     "list_night",
     "mark_ok",
@@ -55,15 +56,19 @@ def _table() -> StorageTable:
     return get_table_store().table(NIGHTS_TABLE)
 
 
-def claim(night: date, club_id: str, *, now: Clock = utc_now) -> tuple[bool, Row | None]:
-    """Create the club's row for ``night`` as ``queued``; ``(False, existing row)`` if it exists."""
+def claim(night: date, club_id: str, *, now: Clock = utc_now, first: bool = True) -> tuple[bool, Row | None]:
+    """Create the club's row for ``night`` as ``queued``; ``(False, existing row)`` if it exists.
+    ``first``: the club may have no ``clubs`` row yet (its first roll call): insert one with
+    ``firstNight``. The timer passes False for the clubs :func:`club_rows` found, so a night costs
+    no such write for them."""
     t = _table()
     at = now()
     created = t.insert(
         {"PartitionKey": night.isoformat(), "RowKey": club_id, "status": "queued", "queuedAt": at, "updatedAt": at}
     )
     if created:
-        t.insert({"PartitionKey": CLUBS_PARTITION, "RowKey": club_id, "firstNight": night.isoformat()})
+        if first:
+            t.insert({"PartitionKey": CLUBS_PARTITION, "RowKey": club_id, "firstNight": night.isoformat()})
         return True, None
     return False, t.get(night.isoformat(), club_id)
 
@@ -115,13 +120,19 @@ class Overdue:
     nights: int  # nights since the last good one (or since the first roll call)
 
 
-def overdue(club_ids: list[str], night: date, limit: int) -> list[Overdue]:
-    """The clubs among ``club_ids`` none of whose ``limit`` nights before ``night`` ended well.
+def club_rows() -> dict[str, Row]:
+    """Every club's ``clubs`` row (``firstNight``, ``lastOkNight``), by club id."""
+    return {r["RowKey"]: r for r in _table().query(partition_key=CLUBS_PARTITION)}
+
+
+def overdue(club_ids: list[str], night: date, limit: int, *, rows: dict[str, Row] | None = None) -> list[Overdue]:
+    """The clubs among ``club_ids`` none of whose ``limit`` nights before ``night`` ended well
+    (``rows``: :func:`club_rows`, read now unless given).
 
     A club rolled for the first time fewer than ``limit`` nights ago is not overdue yet; one never
     rolled at all (registered today) neither.
     """
-    rows = {r["RowKey"]: r for r in _table().query(partition_key=CLUBS_PARTITION)}
+    rows = club_rows() if rows is None else rows
     out = []
     for club_id in club_ids:
         row = rows.get(club_id)
