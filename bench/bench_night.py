@@ -14,7 +14,8 @@ What runs, in the same run:
   this machine, as instances are separate processes (each with its own interpreter lock): C / 8
   processes of 8 worker threads (C = 4: one of 4), each fetching its messages in batches as
   host.json's ``batchSize`` 8 and ``newBatchThreshold`` 4 make the host do (:func:`_instance`),
-  started and warm before the night begins. Each C is its own night (the same clubs, new changes).
+  started and warm before the night begins, and polling while the timer still enqueues, as the
+  host's listeners do. Each C is its own night (the same clubs, new changes).
 - **sequential** (the design before the fan-out: one invocation exporting club after club): a
   sample of ``sequential_sample`` clubs (default 25) exported one after another, **extrapolated**
   to all clubs (running it for 1 000 clubs would take ~20 minutes; the per-club time is what it
@@ -237,15 +238,20 @@ def _instances(c: int) -> list[int]:
     return [min(size, c - i) for i in range(0, c, size)]
 
 
-def _instance(queue: Any, run: Any, slots: int) -> None:
+def _instance(queue: Any, run: Any, slots: int, fed: Any) -> None:
     """One instance's queue listener, as host.json configures the host's: it fetches a batch of
     up to ``slots`` messages and runs them at once, and fetches more for the free slots when no
     more than ``newBatchThreshold`` (at most half the slots) are still running. (The host would fetch
     a whole ``batchSize`` then, up to 12 running; the cap keeps the instances' total at ``c``,
-    as the export slots would.) It stops when the queue is empty and nothing is running."""
+    as the export slots would.) An empty poll backs off from 100 ms, doubling up to
+    ``maxPollingInterval``, as the host's does; the listener starts while the timer is still
+    enqueueing, as the host's does, and stops when ``fed`` (the enqueueing is over) is set, the
+    queue is empty and nothing is running."""
     from concurrent.futures import ThreadPoolExecutor
 
-    threshold = min(_queue_options().threshold, slots // 2)
+    options = _queue_options()
+    threshold = min(options.threshold, slots // 2)
+    backoff = 0.1
     running = 0
     changed = threading.Condition()
 
@@ -269,10 +275,12 @@ def _instance(queue: Any, run: Any, slots: int) -> None:
             batch = queue.receive(free, visibility_timeout=600)
             if not batch:
                 with changed:
-                    if running == 0:
+                    if running == 0 and fed.is_set():
                         return
-                    changed.wait_for(room)
+                    changed.wait(backoff)
+                backoff = min(backoff * 2, options.max_polling_interval)
                 continue
+            backoff = 0.1
             with changed:
                 running += len(batch)
             for msg in batch:
@@ -302,7 +310,7 @@ def _warm(club: int, srv: Any) -> None:
     assert result.status == "succeeded", result.error
 
 
-def _serve(queue: Any, handle: Any, slots: int, ready: Any, go: Any, results: Any) -> None:
+def _serve(queue: Any, handle: Any, slots: int, ready: Any, go: Any, fed: Any, results: Any) -> None:
     """An instance's night, once it is warm: its queue listener (:func:`_instance`) runs
     ``handle(message)`` (an outcome) for each message and deletes the message after it, until the
     queue is empty; then it reports each message's time, the outcomes and its CPU seconds."""
@@ -321,12 +329,12 @@ def _serve(queue: Any, handle: Any, slots: int, ready: Any, go: Any, results: An
     ready.wait()
     go.wait()
     cpu0 = time.process_time()
-    _instance(queue, run, slots)
+    _instance(queue, run, slots, fed)
     results.put((per_club, dict(outcomes), time.process_time() - cpu0))
 
 
 def _instance_process(
-    slots: int, i: int, ready: Any, go: Any, results: Any, address: Any, night: int, srv: Any
+    slots: int, i: int, ready: Any, go: Any, fed: Any, results: Any, address: Any, night: int, srv: Any
 ) -> None:
     """One simulated Flex instance, in a process of its own: warm (:func:`_warm`, with a club of
     its own, and its queue client made), then it exports a club per message (:func:`_serve`)."""
@@ -348,13 +356,13 @@ def _instance_process(
         except worker.ExportRunFailed:
             return "failed"
 
-    _serve(queue, handle, slots, ready, go, results)
+    _serve(queue, handle, slots, ready, go, fed, results)
 
 
 BARE_FILE = 4_000  # bytes: about one delta night's file of a 300-person club (2 % changed)
 
 
-def _bare_instance_process(slots: int, i: int, ready: Any, go: Any, results: Any, srv: Any) -> None:
+def _bare_instance_process(slots: int, i: int, ready: Any, go: Any, fed: Any, results: Any, srv: Any) -> None:
     """One simulated instance of the bare baseline: the same listener and processes, but each
     message only logs in over SFTP (host key pinned, on shared.sftp's socket with Nagle off),
     uploads :data:`BARE_FILE` bytes to a ``.part`` name, renames it, and the message is deleted:
@@ -398,23 +406,23 @@ def _bare_instance_process(slots: int, i: int, ready: Any, go: Any, results: Any
             client.close()
         return "uploaded"
 
-    _serve(queue, handle, slots, ready, go, results)
+    _serve(queue, handle, slots, ready, go, fed, results)
 
 
 def _fleet(c: int, target: Any, args: tuple, start: Any, srv: _RemoteSftp, others: dict[str, int]) -> dict[str, Any]:
     """Run a night on ``c`` workers: the instances (:func:`_instances`), each
-    ``target(slots, i, ready, go, results, *args)`` in a process of its own, are started and
-    warm; then ``start()`` enqueues the night's work (timed), and the instances go until the queue
-    is empty. Returns the wall time from ``start``, its own time, each message's time, the
+    ``target(slots, i, ready, go, fed, results, *args)`` in a process of its own, are started and
+    warm; then the instances go and ``start()`` enqueues the night's work meanwhile (timed; ``fed``
+    is set when it returns), and the instances run until it has returned and the queue is empty. Returns the wall time from ``start``, its own time, each message's time, the
     outcomes, and the CPU seconds of this process and the instances (``cpu``), of the SFTP server
     and of each of ``others``."""
     import multiprocessing
 
     mp = multiprocessing.get_context("spawn")
     slots = _instances(c)
-    ready, go, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Queue()
+    ready, go, fed, results = mp.Barrier(len(slots) + 1), mp.Event(), mp.Event(), mp.Queue()
     procs = [
-        mp.Process(target=target, args=(n, i, ready, go, results, *args), name=f"instance-{i}")
+        mp.Process(target=target, args=(n, i, ready, go, fed, results, *args), name=f"instance-{i}")
         for i, n in enumerate(slots)
     ]
     for p in procs:
@@ -423,9 +431,10 @@ def _fleet(c: int, target: Any, args: tuple, start: Any, srv: _RemoteSftp, other
     t0 = time.perf_counter()
     cpu0, server0 = time.process_time(), srv.cpu_seconds()
     others0 = {name: tree_cpu(pid) for name, pid in others.items()}
+    go.set()  # the instances poll from the start, as the host's listeners do while the timer runs
     started = start()
     t_start = time.perf_counter() - t0
-    go.set()
+    fed.set()
     per_club: list[float] = []
     outcomes: Counter[str] = Counter()
     cpu = time.process_time() - cpu0
