@@ -20,6 +20,11 @@ Security and robustness rules (docs/idrottonline.md, platform-notes §5 and §8)
   continues with the file that failed (bounded attempts, backoff).
 - ``stale`` (a predicate on names in the target folder): on the first connection, before any
   upload, the matching files (the caller's own leftover ``.part`` files) are removed.
+- :class:`Connecting` opens the first connection ahead, in a thread of its own, while the caller
+  still prepares the files; ``upload_files(..., opened=...)`` uses it as its first attempt. A
+  server that takes a second to log in (RF's is reached over the internet) then no longer adds
+  that second to the caller's own work: an export's storage reads, XML and XSD check run during
+  the login. The overall deadline counts from the start of the connection.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import contextvars
 import errno
 import io
 import logging
@@ -239,6 +245,66 @@ class _Session:
             self.client.close()
 
 
+class Connecting:
+    """The first SFTP connection of an upload, opened ahead in a thread of its own (module
+    docstring). Pass it to :func:`upload_files` as ``opened``, or :meth:`close` it (always safe,
+    also after the upload; a connection still being opened is closed as soon as it is open)."""
+
+    def __init__(self, target: SftpTarget, *, settings=None, deadline_seconds: float | None = None) -> None:
+        if settings is None:
+            from shared.config import get_settings
+
+            settings = get_settings()
+        self.target = target
+        self.deadline = time.monotonic() + (deadline_seconds or settings.SFTP_DEADLINE_SECONDS)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._session: _Session | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        context = contextvars.copy_context()  # the caller's log fields
+        threading.Thread(
+            target=context.run, args=(self._open, settings), name="sftp-connect-ahead", daemon=True
+        ).start()
+
+    def _open(self, settings) -> None:
+        session: _Session | None = None
+        error: BaseException | None = None
+        try:
+            parse_host_key(self.target.host_key)
+            session = _Session(self.target, _credentials(self.target), self.deadline, settings)
+        except BaseException as exc:  # noqa: BLE001 - handed to the upload, which classifies it
+            error = exc
+        with self._lock:
+            self._error = error
+            if session is not None and self._closed:
+                session.close()
+            else:
+                self._session = session
+            self._done.set()
+
+    def take(self) -> _Session:
+        """The open session (waits for it), handed over to the caller; raises what opening it raised."""
+        if not self._done.wait(max(self.deadline - time.monotonic(), 0.0) + 1.0):
+            self.close()
+            raise SftpDeadlineExceeded("SFTP deadline passed while connecting")
+        with self._lock:
+            session, self._session = self._session, None
+            if self._error is not None:
+                raise self._error
+            if session is None:
+                raise SftpError("the connection opened ahead was closed or already used")
+            return session
+
+    def close(self) -> None:
+        """Close the connection unless an upload took it."""
+        with self._lock:
+            self._closed = True
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection to the server, with Nagle's algorithm off (module docstring)."""
     sock = socket.create_connection((host, port), timeout=timeout)
@@ -340,6 +406,7 @@ def upload_files(
     settings=None,
     on_uploaded: Callable[[UploadedFile], None] | None = None,
     stale: Callable[[str], bool] | None = None,
+    opened: Connecting | None = None,
 ) -> UploadReport:
     """Upload ``(local_path, remote_name)`` pairs in order; raise :class:`SftpError` on failure.
 
@@ -347,7 +414,8 @@ def upload_files(
     processes them in order and re-sending the same ids is harmless). ``on_uploaded`` is called
     for each file as soon as it is under its final name (so the caller's record matches the server
     even when a later file fails); an exception it raises stops the upload. ``stale``: see the
-    module docstring.
+    module docstring. ``opened``: the first attempt's connection, opened ahead
+    (:class:`Connecting`, for the same target); the deadline is then the one it started.
     """
     if settings is None:
         from shared.config import get_settings
@@ -355,7 +423,10 @@ def upload_files(
         settings = get_settings()
     parse_host_key(target.host_key)  # refuse early with a clear error
     creds = _credentials(target)
-    deadline = time.monotonic() + (deadline_seconds or settings.SFTP_DEADLINE_SECONDS)
+    if opened is not None:
+        deadline = opened.deadline
+    else:
+        deadline = time.monotonic() + (deadline_seconds or settings.SFTP_DEADLINE_SECONDS)
     report = UploadReport()
     index = 0
     attempt = 0
@@ -378,7 +449,10 @@ def upload_files(
             sleep(pause)
         session = None
         try:
-            session = _Session(target, creds, deadline, settings)
+            if opened is not None and attempt == 1:
+                session = opened.take()
+            else:
+                session = _Session(target, creds, deadline, settings)
             report.connections += 1
             if stale is not None and report.connections == 1:
                 report.removed_stale = _remove_stale(session, stale)

@@ -62,6 +62,60 @@ def test_first_run_full_load_then_nothing(srv):
     assert [x.status for x in runs] == ["empty", "succeeded"]  # newest first
 
 
+def _until(check, seconds: float = 10.0) -> bool:
+    """Poll ``check`` until true (a bound for the SFTP server's thread, not a timing assertion)."""
+    import time
+
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_delta_run_logs_in_while_it_prepares_its_files(srv, monkeypatch):
+    """A delta run with changes opens its connection before it writes its files (the server's
+    login delay overlaps the run's own work), and the upload uses that one connection."""
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    assert export.export_club(club).status == "succeeded"  # the full load
+    before = srv.connections
+    rec.upsert_persons([Person.model_validate(person("p1", serial=2, female=True, first="Ebba"))])
+    srv.auth_latency = 0.3
+    logging_in: list[bool] = []
+    real_build = export.build_files
+
+    def build_files(*a, **kw):
+        logging_in.append(_until(lambda: srv.connections == before + 1))
+        return real_build(*a, **kw)
+
+    monkeypatch.setattr(export, "build_files", build_files)
+    r = export.export_club(club)
+    assert (r.status, r.persons) == ("succeeded", 1), r.error
+    assert logging_in == [True] and srv.connections == before + 1
+    assert _until(lambda: not srv._conns)
+
+
+def test_a_run_with_nothing_to_send_leaves_no_connection_open(srv):
+    """No dirty marker: no connection at all. A marker that names an unchanged record: the
+    connection opened ahead is closed unused, and nothing reaches the server."""
+    from shared.idrott.rows import P
+
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    assert export.export_club(club).status == "succeeded"
+    files, before = sorted(p.name for p in srv.root.iterdir()), srv.connections
+    assert export.export_club(club).status == "empty" and srv.connections == before
+    unchanged = rec.t.get("club1", P + "p1")
+    rec.t.submit([rec._marker(P, "p1", unchanged["exported_hash"])])
+    r = export.export_club(club)
+    assert r.status == "empty" and srv.connections == before + 1
+    assert _until(lambda: not srv._conns)
+    assert sorted(p.name for p in srv.root.iterdir()) == files
+    assert rec.dirty_markers() == []
+
+
 def test_delta_sends_only_change_with_referenced_persons(srv):
     club = register_club("club1", srv)
     rec = _seed("club1")

@@ -246,3 +246,60 @@ def test_openssh_sshd_smoke(tmp_path, monkeypatch):
             sftp.upload_files(
                 sftp.SftpTarget("127.0.0.1", srv.port, srv.username, wrong, private_key_secret="sftp-key-sshd"), files
             )
+
+
+# ---- a connection opened ahead (shared.sftp.Connecting) ---------------------------------------------
+def _until(check, seconds: float = 10.0) -> bool:
+    """Poll ``check`` until true (a bound for the asyncssh thread, not a timing assertion)."""
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_connection_opened_ahead_is_the_uploads_only_connection(server, tmp_path):
+    """The upload uses the connection opened ahead: one connection in all, whose login began
+    before the files were handed over, and none left open afterwards."""
+    server.auth_latency = 0.3
+    opened = sftp.Connecting(_target(server))
+    assert _until(lambda: server.connections == 1)  # logging in while the caller prepares
+    files = _files(tmp_path, 2)
+    report = sftp.upload_files(_target(server), files, opened=opened)
+    assert [f.name for f in report.files] == [name for _, name in files]
+    assert (report.connections, server.connections) == (1, 1)
+    opened.close()  # harmless after the upload
+    assert _until(lambda: not server._conns)
+    assert sorted(p.name for p in server.root.iterdir()) == sorted(name for _, name in files)
+
+
+def test_a_connection_opened_ahead_and_not_used_is_closed(server):
+    """Closed while still logging in, or once open: the server is left with no session."""
+    server.auth_latency = 0.5
+    early = sftp.Connecting(_target(server))
+    assert _until(lambda: server.connections == 1)
+    early.close()  # still in the login: closed as soon as it is open
+    later = sftp.Connecting(_target(server))
+    later._done.wait(10)
+    later.close()
+    assert _until(lambda: not server._conns)
+    assert list(server.root.iterdir()) == []
+    with pytest.raises(sftp.SftpError):
+        later.take()  # a closed connection is never handed out
+
+
+def test_a_connection_opened_ahead_that_fails_is_the_uploads_first_attempt(server, tmp_path):
+    """A refused host key is the upload's error at once (not retried); a connection that dropped
+    while the caller prepared is retried on a new one."""
+    files = _files(tmp_path, 1)
+    wrong = _target(server, host_key=SftpServer(tmp_path / "other").host_key_line)
+    with pytest.raises(sftp.HostKeyRejected):
+        sftp.upload_files(wrong, files, opened=sftp.Connecting(wrong))
+    assert server.connections == 1
+    dropped = sftp.Connecting(_target(server))
+    assert dropped._done.wait(10) and dropped._session is not None
+    dropped._session.client.close()  # the server or the network dropped it meanwhile
+    report = sftp.upload_files(_target(server), files, opened=dropped)
+    assert [f.name for f in report.files] == [files[0][1]]
+    assert (report.connections, server.connections) == (2, 3)

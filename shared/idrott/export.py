@@ -16,6 +16,11 @@ untouched and records ``status="failed"`` with an error code in the ledger
 (:mod:`shared.idrott.ledger`); the next run selects the same records again (same ids: harmless for
 IdrottOnline).
 
+**The SFTP login overlaps the run's own work**: a delta run with dirty markers opens its upload's
+connection ahead (:func:`_connect_ahead`), so the server's login delay passes while it reads its
+records and writes and checks its files; the connection is closed unused when nothing turns out
+to be sendable or the run fails first.
+
 **A record that cannot be sent** (:mod:`shared.idrott.files`) is skipped: left out of the files,
 reported (ledger ``skipped``, log line ``export.record_skipped``, preview), kept pending (its
 dirty marker stays), and the others go.
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
     from shared.idrott.selection import ClubSelection
     from shared.idrott.store import ClubRecords
     from shared.idrott.xmlwriter import FileInfo
-    from shared.sftp import UploadedFile
+    from shared.sftp import Connecting, UploadedFile
 
 __all__ = ["export_club", "new_batch_id"]
 
@@ -136,15 +141,29 @@ def _run_locked(
         # the state row read above decides a scan: only this run writes full_load_done and
         # scan_needed while it holds the lock (start_markers sets markers_since only)
         scan = result.full_load or not markers_complete(state)
-        sel = records.select(full_load=result.full_load, today=today, scan=scan)
+        markers = None if scan else records.dirty_markers()
+        connecting = _connect_ahead(club, settings) if markers else None
         try:
-            result.status = _send(
-                club, result, sel, records, batch_id=batch_id, created_at=created_at, settings=settings, now=now
-            )
-            if sel.scan and (result.status == "succeeded" or state.get("full_load_done")):
-                mark_records_committed(club.club_id)  # committed: every pending record has a marker again
+            sel = records.select(full_load=result.full_load, today=today, scan=scan, markers=markers)
+            try:
+                result.status = _send(
+                    club,
+                    result,
+                    sel,
+                    records,
+                    batch_id=batch_id,
+                    created_at=created_at,
+                    settings=settings,
+                    now=now,
+                    connecting=connecting,
+                )
+                if sel.scan and (result.status == "succeeded" or state.get("full_load_done")):
+                    mark_records_committed(club.club_id)  # committed: every pending record has a marker again
+            finally:
+                sel.close()
         finally:
-            sel.close()
+            if connecting is not None:
+                connecting.close()  # unused (nothing to send, or the run failed first) or done with
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger, never stops other clubs
         result.status = "failed"
         result.error_code = error_code(exc)
@@ -186,9 +205,11 @@ def _send(
     created_at: datetime,
     settings: Settings,
     now: Clock,
+    connecting: Connecting | None = None,
 ) -> RunStatus:
     """Write, validate and upload the selection's files, then advance the state and commit the
-    records; the run's status (``empty`` when nothing was sent)."""
+    records; the run's status (``empty`` when nothing was sent). ``connecting``: the upload's
+    connection, opened ahead (:func:`_connect_ahead`)."""
     from shared.idrott.selection import leave_out
 
     if sel.empty:
@@ -206,7 +227,7 @@ def _send(
         if not built.files:  # every selected record was skipped: they stay pending
             records.commit(sel)
             return "empty"
-        _upload(club, result, built.files, directory, settings)
+        _upload(club, result, built.files, directory, settings, connecting)
     # every file is on the server. The club's state first: a worker that dies after this never
     # makes the next run a full load (and, after a run that read the whole club, the next one reads
     # it again to find what was not committed); then the records (a death before this line leaves
@@ -236,7 +257,25 @@ def _log_skipped(club_id: str, batch_id: str, skipped: list[dict]) -> None:
         )
 
 
-def _upload(club: Club, result: RunResult, infos: list[FileInfo], directory: Path, settings: Settings) -> None:
+def _connect_ahead(club: Club, settings: Settings) -> Connecting:
+    """Start the upload's SFTP connection now, in a thread of its own, so the server's login delay
+    (a second or two for RF's) passes while the run reads its records and writes and checks its
+    files (:class:`shared.sftp.Connecting`). Only a delta run with dirty markers does this: it has
+    something to send, and little to prepare, so the connection waits only briefly. A full load or a
+    scan reads the whole club first, and connects when its files are ready."""
+    from shared import sftp  # lazy: paramiko
+
+    return sftp.Connecting(club.sftp_target(settings.IDROTTONLINE_REMOTE_DIR), settings=settings)
+
+
+def _upload(
+    club: Club,
+    result: RunResult,
+    infos: list[FileInfo],
+    directory: Path,
+    settings: Settings,
+    connecting: Connecting | None = None,
+) -> None:
     """Upload the run's files; each file's ``uploaded`` goes to the ledger as the server confirms it."""
     from shared import sftp  # lazy: paramiko
 
@@ -272,4 +311,10 @@ def _upload(club: Club, result: RunResult, infos: list[FileInfo], directory: Pat
     def own_stale(name: str) -> bool:
         return stale.fullmatch(name) is not None
 
-    sftp.upload_files(target, [(directory / i.name, i.name) for i in infos], on_uploaded=confirmed, stale=own_stale)
+    sftp.upload_files(
+        target,
+        [(directory / i.name, i.name) for i in infos],
+        on_uploaded=confirmed,
+        stale=own_stale,
+        opened=connecting,
+    )

@@ -41,6 +41,7 @@ from shared.idrott.rows import A, D, P, StoredActivity, StoredPerson, activity_f
 
 if TYPE_CHECKING:
     from shared.idrott.store import ClubRecords
+    from shared.tables_contract import Row
 
 __all__ = ["ClubSelection", "leave_out", "select"]
 
@@ -286,14 +287,16 @@ def select(
     today: date,
     timezone_name: str = SWEDISH_TIMEZONE,
     scan: bool | None = None,
+    markers: list[Row] | None = None,
 ) -> ClubSelection:
     """The records the next run sends (read-only; the preview uses it too). See the module
     docstring. ``scan``: read the whole club (default: on a full load, or when the club's markers
-    are not complete)."""
+    are not complete). ``markers``: the club's dirty markers, when the caller has just read them
+    (:meth:`shared.idrott.store.ClubRecords.dirty_markers`)."""
     if scan is None:
         scan = full_load or not records.markers_complete()
     sel = ClubSelection(full_load, scan=scan)
-    sel.add_markers(records.dirty_markers())
+    sel.add_markers(records.dirty_markers() if markers is None else markers)
     period = lok_period(today)
     marked_a = sel.marked_ids(A)
 

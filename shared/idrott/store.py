@@ -332,12 +332,21 @@ class ClubRecords:
 
     # ---- selection ----------------------------------------------------------------------------
     def select(
-        self, *, full_load: bool, today: date, timezone_name: str = SWEDISH_TIMEZONE, scan: bool | None = None
+        self,
+        *,
+        full_load: bool,
+        today: date,
+        timezone_name: str = SWEDISH_TIMEZONE,
+        scan: bool | None = None,
+        markers: list[Row] | None = None,
     ) -> ClubSelection:
         """The records the next run sends (read-only; the preview uses it too):
         :func:`shared.idrott.selection.select`. ``scan``: whether to read the whole club, when the
-        caller knows it from the state row it read (default: read the row again)."""
-        return selection.select(self, full_load=full_load, today=today, timezone_name=timezone_name, scan=scan)
+        caller knows it from the state row it read (default: read the row again); ``markers``: the
+        dirty markers, when the caller has read them (default: read them)."""
+        return selection.select(
+            self, full_load=full_load, today=today, timezone_name=timezone_name, scan=scan, markers=markers
+        )
 
     # ---- commit -------------------------------------------------------------------------------
     def commit(self, sel: ClubSelection) -> CommitReport:
