@@ -19,7 +19,10 @@ Security and robustness rules (docs/idrottonline.md, platform-notes §5 and §8)
   it. Files are uploaded in the order given; after a transient failure the client reconnects and
   continues with the file that failed (bounded attempts, backoff).
 - ``stale`` (a predicate on names in the target folder): on the first connection, before any
-  upload, the matching files (the caller's own leftover ``.part`` files) are removed.
+  upload, the matching files (the caller's own leftover ``.part`` files) are removed. The report's
+  ``clean`` says that no file of the caller's but the uploaded ones is left behind, so a caller
+  that records it can leave ``stale`` out next time (the export does: a listing per run grows
+  with the folder).
 - :class:`Connecting` opens the first connection ahead, in a thread of its own, while the caller
   still prepares the files; ``upload_files(..., opened=...)`` uses it as its first attempt. A
   server that takes a second to log in (RF's is reached over the internet) then no longer adds
@@ -130,6 +133,16 @@ class UploadReport:
     files: list[UploadedFile] = field(default_factory=list)
     connections: int = 0
     removed_stale: list[str] = field(default_factory=list)
+    #: the stale files were looked for (or none were asked for: ``stale`` None)
+    stale_checked: bool = True
+    #: stale or temp files of ours this call found or left and could not remove
+    unremoved: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """No file of ours but the uploaded ones is left in the folder, as far as this call knows
+        (the caller may skip the next call's search for stale files)."""
+        return self.stale_checked and self.unremoved == 0
 
 
 def parse_host_key(line: str) -> paramiko.PKey:
@@ -348,16 +361,16 @@ def _remote_path(remote_dir: str, name: str) -> str:
     return posixpath.join(remote_dir, name)
 
 
-def _remove_stale(session: _Session, stale: Callable[[str], bool]) -> list[str]:
-    """Remove the files of the target folder that ``stale`` names; best effort (never raises for a
-    listing or removal the server refuses: the upload goes on)."""
+def _remove_stale(session: _Session, stale: Callable[[str], bool], report: UploadReport) -> None:
+    """Remove the files of the target folder that ``stale`` names, into ``report``; best effort
+    (never raises for a listing or removal the server refuses: the upload goes on)."""
     folder = session.target.remote_dir or "."
-    removed: list[str] = []
     try:
         names = session.sftp.listdir(folder)
     except (OSError, paramiko.SSHException) as exc:
         log.warning("SFTP could not list %s to remove stale files: %s", folder, type(exc).__name__)
-        return removed
+        return
+    report.stale_checked = True
     for name in sorted(names):
         if not stale(name):
             continue
@@ -365,10 +378,10 @@ def _remove_stale(session: _Session, stale: Callable[[str], bool]) -> list[str]:
             session.sftp.remove(_remote_path(session.target.remote_dir, name))
         except (OSError, paramiko.SSHException) as exc:
             log.warning("SFTP could not remove stale %s: %s", name, type(exc).__name__)
+            report.unremoved += 1
             continue
-        removed.append(name)
+        report.removed_stale.append(name)
         log.info("SFTP removed stale %s (left by an earlier upload)", name)
-    return removed
 
 
 def _part_path(remote_dir: str, name: str, connection: int) -> str:
@@ -427,7 +440,7 @@ def upload_files(
         deadline = opened.deadline
     else:
         deadline = time.monotonic() + (deadline_seconds or settings.SFTP_DEADLINE_SECONDS)
-    report = UploadReport()
+    report = UploadReport(stale_checked=stale is None)
     index = 0
     attempt = 0
     last: SftpError | None = None
@@ -455,12 +468,16 @@ def upload_files(
                 session = _Session(target, creds, deadline, settings)
             report.connections += 1
             if stale is not None and report.connections == 1:
-                report.removed_stale = _remove_stale(session, stale)
+                _remove_stale(session, stale, report)
             while orphans:  # temp files an earlier connection of this call could not remove
                 orphan = orphans.pop()
-                with contextlib.suppress(OSError, paramiko.SSHException):
+                try:
                     session.sftp.remove(orphan)
                     log.info("SFTP removed %s left by the dropped connection", posixpath.basename(orphan))
+                except FileNotFoundError:
+                    pass  # the dropped connection never created it
+                except (OSError, paramiko.SSHException):
+                    report.unremoved += 1
             while index < len(files):
                 local, name = files[index]
                 per_file_attempts += 1

@@ -367,6 +367,40 @@ def test_stale_part_files_of_this_club_are_removed_at_the_next_upload(srv):
     assert set(theirs) <= names
 
 
+def test_the_folder_is_listed_for_stale_files_only_after_an_attempt_that_may_have_left_one(srv, monkeypatch):
+    """A listing per run grows with the folder: after a run that left it clean, the next upload
+    does not list it; after an upload that failed, the next one lists it and removes what was left."""
+    import paramiko
+
+    listed: list[str] = []
+    real_listdir = paramiko.SFTPClient.listdir
+    monkeypatch.setattr(
+        paramiko.SFTPClient, "listdir", lambda self, path=".": listed.append(path) or real_listdir(self, path)
+    )
+    club = register_club("club1", srv)
+    rec = ClubRecords("club1")
+    _persons(rec, 3)
+    assert export.export_club(club).status == "succeeded"
+    assert len(listed) == 1  # the first upload: unknown, so it looks
+    assert not state.parts_possible(state.read_state("club1"))
+
+    def change(first: str) -> None:
+        assert rec.upsert_persons([Person.model_validate(person("p1", serial=2, female=True, first=first))]) == []
+
+    change("Ny")
+    assert export.export_club(club).status == "succeeded"
+    assert len(listed) == 1  # left clean: not listed again
+    change("Nyare")
+    srv.drop_connection_after(50, times=1000)
+    assert export.export_club(club).status == "failed"
+    left = sorted(p.name for p in srv.root.glob("*.part"))
+    assert left and state.parts_possible(state.read_state("club1"))
+    srv.faults.remaining = 0
+    assert export.export_club(club).status == "succeeded"
+    assert len(listed) == 2 and not list(srv.root.glob("*.part"))
+    assert not state.parts_possible(state.read_state("club1"))
+
+
 def test_each_connection_uploads_to_its_own_part_file(srv, tmp_path):
     """After a drop, a server that resumes the dead connection's writes cannot touch the retry's file."""
     local = tmp_path / "f.xml"

@@ -303,3 +303,27 @@ def test_a_connection_opened_ahead_that_fails_is_the_uploads_first_attempt(serve
     report = sftp.upload_files(_target(server), files, opened=dropped)
     assert [f.name for f in report.files] == [files[0][1]]
     assert (report.connections, server.connections) == (2, 3)
+
+
+def test_the_report_says_whether_the_folder_was_left_clean(server, tmp_path, monkeypatch):
+    """``clean``: nothing of the caller's but the uploaded files is left, as far as the call knows:
+    true after a stale search, after no search asked for, and after a dropped connection whose temp
+    file the retry removed; false when a stale file could not be removed."""
+    files = _files(tmp_path, 1)
+    stale_name = "app_123_old.xml.1.part"
+    assert sftp.upload_files(_target(server), files, stale=lambda n: n == stale_name).clean
+    assert sftp.upload_files(_target(server), files).clean
+    server.drop_connection_after(50_000, times=1)
+    dropped = sftp.upload_files(_target(server), files)
+    assert dropped.connections == 2 and dropped.clean
+    (server.root / stale_name).write_bytes(b"x")
+    real_remove = sftp.paramiko.SFTPClient.remove
+
+    def refuse(self, path):
+        if path.endswith(stale_name):
+            raise PermissionError(13, "Permission denied")
+        return real_remove(self, path)
+
+    monkeypatch.setattr(sftp.paramiko.SFTPClient, "remove", refuse)
+    report = sftp.upload_files(_target(server), files, stale=lambda n: n == stale_name)
+    assert report.files and not report.clean and report.unremoved == 1

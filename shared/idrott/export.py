@@ -50,6 +50,7 @@ from shared.idrott.state import (
     mark_run_succeeded,
     markers_complete,
     markers_on,
+    parts_possible,
     read_state,
     reserve_created_at,
     start_markers,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from shared.idrott.selection import ClubSelection
     from shared.idrott.store import ClubRecords
     from shared.idrott.xmlwriter import FileInfo
-    from shared.sftp import Connecting, UploadedFile
+    from shared.sftp import Connecting, UploadedFile, UploadReport
 
 __all__ = ["export_club", "new_batch_id"]
 
@@ -131,12 +132,6 @@ def _run_locked(
         close_abandoned(club.club_id, by=batch_id, lease_seconds=settings.EXPORT_LOCK_SECONDS, now=now)
         state = read_state(club.club_id)
         result.full_load = not state.get("full_load_done")
-        # CreatedAt (second precision) is kept strictly increasing per club, failed attempts included;
-        # the attempt tag (from the BatchId) makes every attempt's file names its own besides
-        created_at = reserve_created_at(club.club_id, started, last=state.get("last_created_at"))
-        save_run(result)
-        if result.full_load and not markers_on(state):
-            start_markers(club.club_id, now=now)  # from now on intake marks what it writes
         records = ClubRecords(club.club_id, now=now)
         # the state row read above decides a scan: only this run writes full_load_done and
         # scan_needed while it holds the lock (start_markers sets markers_since only)
@@ -144,6 +139,14 @@ def _run_locked(
         markers = None if scan else records.dirty_markers()
         connecting = _connect_ahead(club, settings) if markers else None
         try:
+            # CreatedAt (second precision) is kept strictly increasing per club, failed attempts
+            # included; the attempt tag (from the BatchId) makes every attempt's file names its own
+            created_at = reserve_created_at(
+                club.club_id, started, last=state.get("last_created_at"), uploading=scan or bool(markers)
+            )
+            save_run(result)
+            if result.full_load and not markers_on(state):
+                start_markers(club.club_id, now=now)  # from now on intake marks what it writes
             sel = records.select(full_load=result.full_load, today=today, scan=scan, markers=markers)
             try:
                 result.status = _send(
@@ -156,6 +159,7 @@ def _run_locked(
                     settings=settings,
                     now=now,
                     connecting=connecting,
+                    look_for_stale=parts_possible(state),
                 )
                 if sel.scan and (result.status == "succeeded" or state.get("full_load_done")):
                     mark_records_committed(club.club_id)  # committed: every pending record has a marker again
@@ -206,10 +210,12 @@ def _send(
     settings: Settings,
     now: Clock,
     connecting: Connecting | None = None,
+    look_for_stale: bool = True,
 ) -> RunStatus:
     """Write, validate and upload the selection's files, then advance the state and commit the
     records; the run's status (``empty`` when nothing was sent). ``connecting``: the upload's
-    connection, opened ahead (:func:`_connect_ahead`)."""
+    connection, opened ahead (:func:`_connect_ahead`); ``look_for_stale``: an earlier attempt may
+    have left ``.part`` files (:func:`shared.idrott.state.parts_possible`)."""
     from shared.idrott.selection import leave_out
 
     if sel.empty:
@@ -227,12 +233,12 @@ def _send(
         if not built.files:  # every selected record was skipped: they stay pending
             records.commit(sel)
             return "empty"
-        _upload(club, result, built.files, directory, settings, connecting)
+        report = _upload(club, result, built.files, directory, settings, connecting, look_for_stale=look_for_stale)
     # every file is on the server. The club's state first: a worker that dies after this never
     # makes the next run a full load (and, after a run that read the whole club, the next one reads
     # it again to find what was not committed); then the records (a death before this line leaves
     # them pending: they go again, same ids, harmless)
-    mark_run_succeeded(club.club_id, batch_id, created_at, now=now, scan=sel.scan)
+    mark_run_succeeded(club.club_id, batch_id, created_at, now=now, scan=sel.scan, folder_clean=report.clean)
     records.commit(sel)
     return "succeeded"
 
@@ -275,8 +281,11 @@ def _upload(
     directory: Path,
     settings: Settings,
     connecting: Connecting | None = None,
-) -> None:
-    """Upload the run's files; each file's ``uploaded`` goes to the ledger as the server confirms it."""
+    *,
+    look_for_stale: bool = True,
+) -> UploadReport:
+    """Upload the run's files; each file's ``uploaded`` goes to the ledger as the server confirms it.
+    ``look_for_stale``: first remove the club's own ``.part`` files an earlier attempt left."""
     from shared import sftp  # lazy: paramiko
 
     result.files = [
@@ -311,10 +320,10 @@ def _upload(
     def own_stale(name: str) -> bool:
         return stale.fullmatch(name) is not None
 
-    sftp.upload_files(
+    return sftp.upload_files(
         target,
         [(directory / i.name, i.name) for i in infos],
         on_uploaded=confirmed,
-        stale=own_stale,
+        stale=own_stale if look_for_stale else None,
         opened=connecting,
     )

@@ -8,6 +8,11 @@ name the latest successful run. The row advances only after every file of a run 
 (:func:`mark_run_succeeded`), before the records are committed: a worker that dies in between
 never makes the next run a full load again.
 
+``parts_possible`` says whether an upload since the last clean one may have left a ``.part`` file
+of the club's in its folder: set by every attempt that may upload (:func:`reserve_created_at`),
+cleared by a successful run whose upload left the folder clean (:func:`mark_run_succeeded`). Only
+while it is set does an upload list the folder for stale files.
+
 Two fields say how complete the club's dirty markers are (:mod:`shared.idrott.store`):
 
 - ``markers_since``: set when the club's first full load starts (:func:`start_markers`). Before
@@ -41,6 +46,7 @@ __all__ = [
     "mark_run_succeeded",
     "markers_complete",
     "markers_on",
+    "parts_possible",
     "read_state",
     "reserve_created_at",
     "start_markers",
@@ -90,15 +96,26 @@ def full_load_done(club_id: str) -> bool:
     return bool(read_state(club_id).get("full_load_done"))
 
 
-def reserve_created_at(club_id: str, started: datetime, *, last: datetime | None) -> datetime:
+def reserve_created_at(club_id: str, started: datetime, *, last: datetime | None, uploading: bool = True) -> datetime:
     """The attempt's CreatedAt (second precision): its start, or one second after ``last`` (the
     club's latest reserved one) if that is not earlier. Reserved at once: the next attempt's is
-    strictly later, also when this one fails."""
+    strictly later, also when this one fails. ``uploading``: the attempt may upload, so it may
+    leave ``.part`` files behind (``parts_possible``, in the same write)."""
     created_at = started.replace(microsecond=0)
     if last is not None and created_at <= last:
         created_at = last + timedelta(seconds=1)
-    state_table().upsert({"PartitionKey": club_id, "RowKey": STATE_ROW, "last_created_at": created_at})
+    entity: dict = {"PartitionKey": club_id, "RowKey": STATE_ROW, "last_created_at": created_at}
+    if uploading:
+        entity["parts_possible"] = True
+    state_table().upsert(entity)
     return created_at
+
+
+def parts_possible(row: dict | None) -> bool:
+    """Whether a ``.part`` file of the club's may be left in its upload folder (an attempt may have
+    uploaded since the last run that left the folder clean): the next upload looks for stale ones.
+    True when unknown (a row written before the field existed)."""
+    return (row or {}).get("parts_possible") is not False
 
 
 def markers_on(row: dict | None) -> bool:
@@ -117,12 +134,19 @@ def start_markers(club_id: str, *, now: Clock = utc_now) -> None:
 
 
 def mark_run_succeeded(
-    club_id: str, batch_id: str, created_at: datetime, *, now: Clock = utc_now, scan: bool = False
+    club_id: str,
+    batch_id: str,
+    created_at: datetime,
+    *,
+    now: Clock = utc_now,
+    scan: bool = False,
+    folder_clean: bool = False,
 ) -> None:
     """Every file of the run is on the server: the full load is done, this run is the latest.
     ``scan``: the run read the whole club, so until its records are committed
-    (:func:`mark_records_committed`) some may be pending without a marker."""
-    entity = {
+    (:func:`mark_records_committed`) some may be pending without a marker. ``folder_clean``: the
+    upload left no file of the club's but its own in the folder (``parts_possible`` cleared)."""
+    entity: dict = {
         "PartitionKey": club_id,
         "RowKey": STATE_ROW,
         "full_load_done": True,
@@ -132,6 +156,8 @@ def mark_run_succeeded(
     }
     if scan:
         entity["scan_needed"] = True
+    if folder_clean:
+        entity["parts_possible"] = False
     state_table().upsert(entity)
 
 
