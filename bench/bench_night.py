@@ -82,7 +82,8 @@ def tree_cpu(pid: int) -> float:
 class _RemoteSftp:
     """The local SFTP server in a process of its own (RF's server is another machine: its SSH
     crypto must not compete with the workers for this process's CPU), authentication delayed by
-    :data:`LATENCY`."""
+    :data:`LATENCY`, logging warnings only (asyncssh's info lines, several per login, cost it CPU
+    on the cores the instances share)."""
 
     def __init__(self, root: Path) -> None:
         import subprocess
@@ -100,6 +101,8 @@ class _RemoteSftp:
                 SFTP_PASSWORD,
                 "--auth-latency",
                 str(LATENCY),
+                "--log-level",
+                "WARNING",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

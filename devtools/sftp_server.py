@@ -285,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--auth-latency", type=float, default=0.0, help="seconds each password authentication takes (a remote server)"
     )
+    parser.add_argument(
+        "--log-level", default="INFO", help="logging level (a benchmark passes WARNING: a line per login costs CPU)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     srv = SftpServer(
         args.root, username=args.user, password=args.password, client_keys=args.authorized_key, port=args.port
     )
