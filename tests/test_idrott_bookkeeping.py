@@ -35,7 +35,8 @@ srv = test_idrott_export_hardening.srv  # the same fixture: Azurite, the SFTP se
 # ---- counting what reaches storage ---------------------------------------------------------------
 class _CountingTable:
     """A table that counts write operations (an operation inside a transaction counts once),
-    transactions, and point reads per table (``get <table>``), then delegates."""
+    transactions, and point reads and single writes per table (``get <table>``, ``write <table>``),
+    then delegates."""
 
     _SINGLE = ("insert", "create", "upsert", "update", "delete")
 
@@ -59,6 +60,7 @@ class _CountingTable:
             def counted(*a: Any, **kw: Any) -> Any:
                 self._counts["write_ops"] += 1
                 self._counts["transactions"] += 1
+                self._counts[f"write {self._name}"] += 1
                 return attr(*a, **kw)
 
             return counted
@@ -120,6 +122,25 @@ def test_a_delta_run_costs_two_writes_per_changed_record_in_one_transaction(srv,
     # per record: its exported hash and its marker's delete, in the same transaction
     assert counts["write_ops"] <= 2 * 20 + 10, counts
     assert still_pending(rec) == set()
+
+
+def test_the_ledger_row_is_written_when_the_run_knows_its_files_and_at_its_end(srv, monkeypatch):
+    """A run that sends one file writes its ledger row three times (running with the planned file,
+    the file confirmed, the end); a run with nothing to send once, at its end."""
+    from shared.idrott import ledger
+
+    club = register_club("club1", srv)
+    rec = _club(10, 2)
+    assert export.export_club(club).status == "succeeded"
+    assert rec.upsert_persons([Person.model_validate(person("p1", year=2000, serial=3, first="Ny"))]) == []
+    with counting(monkeypatch) as counts:
+        r = export.export_club(club)
+    assert (r.status, len(r.files)) == ("succeeded", 1), r.error
+    assert counts[f"write {ledger.RUNS_TABLE}"] == 3, counts
+    with counting(monkeypatch) as counts:
+        assert export.export_club(club).status == "empty"
+    assert counts[f"write {ledger.RUNS_TABLE}"] == 1, counts
+    assert [x.status for x in ledger.list_runs("club1")] == ["empty", "succeeded", "succeeded"]
 
 
 @pytest.mark.parametrize("scan_needed", [False, True])

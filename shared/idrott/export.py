@@ -144,7 +144,6 @@ def _run_locked(
             created_at = reserve_created_at(
                 club.club_id, started, last=state.get("last_created_at"), uploading=scan or bool(markers)
             )
-            save_run(result)
             if result.full_load and not markers_on(state):
                 start_markers(club.club_id, now=now)  # from now on intake marks what it writes
             sel = records.select(full_load=result.full_load, today=today, scan=scan, markers=markers)
@@ -301,7 +300,7 @@ def _upload(
         }
         for i in infos
     ]
-    save_run(result)  # the planned files, none confirmed yet
+    save_run(result)  # the run's first ledger row: running, with its planned files, none confirmed yet
     by_name = {f["name"]: f for f in result.files}
 
     def confirmed(done: UploadedFile) -> None:
