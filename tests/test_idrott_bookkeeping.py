@@ -127,7 +127,7 @@ def test_a_delta_run_costs_two_writes_per_changed_record_in_one_transaction(srv,
 def test_the_ledger_row_is_written_when_the_run_knows_its_files_and_at_its_end(srv, monkeypatch):
     """A run that sends one file writes its ledger row three times (running with the planned file,
     the file confirmed, the end); a run with nothing to send once, at its end."""
-    from shared.idrott import ledger
+    from shared.idrott import ledger, state
 
     club = register_club("club1", srv)
     rec = _club(10, 2)
@@ -140,6 +140,8 @@ def test_the_ledger_row_is_written_when_the_run_knows_its_files_and_at_its_end(s
     with counting(monkeypatch) as counts:
         assert export.export_club(club).status == "empty"
     assert counts[f"write {ledger.RUNS_TABLE}"] == 1, counts
+    # and no dirty marker: no CreatedAt reserved, only the lock taken and given back
+    assert counts[f"write {state.STATE_TABLE}"] == 2, counts
     assert [x.status for x in ledger.list_runs("club1")] == ["empty", "succeeded", "succeeded"]
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from shared.idrott.store import ClubRecords
     from shared.idrott.xmlwriter import FileInfo
     from shared.sftp import Connecting, UploadedFile, UploadReport
+    from shared.tables_contract import Row
 
 __all__ = ["export_club", "new_batch_id"]
 
@@ -137,36 +138,12 @@ def _run_locked(
         # scan_needed while it holds the lock (start_markers sets markers_since only)
         scan = result.full_load or not markers_complete(state)
         markers = None if scan else records.dirty_markers()
-        connecting = _connect_ahead(club, settings) if markers else None
-        try:
-            # CreatedAt (second precision) is kept strictly increasing per club, failed attempts
-            # included; the attempt tag (from the BatchId) makes every attempt's file names its own
-            created_at = reserve_created_at(
-                club.club_id, started, last=state.get("last_created_at"), uploading=scan or bool(markers)
+        if scan or markers:
+            result.status = _select_and_send(
+                club, result, records, state, scan=scan, markers=markers, today=today, settings=settings, now=now
             )
-            if result.full_load and not markers_on(state):
-                start_markers(club.club_id, now=now)  # from now on intake marks what it writes
-            sel = records.select(full_load=result.full_load, today=today, scan=scan, markers=markers)
-            try:
-                result.status = _send(
-                    club,
-                    result,
-                    sel,
-                    records,
-                    batch_id=batch_id,
-                    created_at=created_at,
-                    settings=settings,
-                    now=now,
-                    connecting=connecting,
-                    look_for_stale=parts_possible(state),
-                )
-                if sel.scan and (result.status == "succeeded" or state.get("full_load_done")):
-                    mark_records_committed(club.club_id)  # committed: every pending record has a marker again
-            finally:
-                sel.close()
-        finally:
-            if connecting is not None:
-                connecting.close()  # unused (nothing to send, or the run failed first) or done with
+        else:
+            result.status = "empty"  # no dirty marker: nothing changed since the last run
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger, never stops other clubs
         result.status = "failed"
         result.error_code = error_code(exc)
@@ -196,6 +173,52 @@ def _run_locked(
             time.monotonic() - t0,
         )
     return result
+
+
+def _select_and_send(
+    club: Club,
+    result: RunResult,
+    records: ClubRecords,
+    state: dict,
+    *,
+    scan: bool,
+    markers: list[Row] | None,
+    today: date,
+    settings: Settings,
+    now: Clock,
+) -> RunStatus:
+    """A run that may send: reserve its CreatedAt, select, then :func:`_send`. A delta run (dirty
+    ``markers`` read) logs in to the SFTP server meanwhile (:func:`_connect_ahead`)."""
+    assert result.started_at is not None and result.batch_id is not None
+    connecting = _connect_ahead(club, settings) if markers else None
+    try:
+        # CreatedAt (second precision) is kept strictly increasing per club, failed attempts
+        # included; the attempt tag (from the BatchId) makes every attempt's file names its own
+        created_at = reserve_created_at(club.club_id, result.started_at, last=state.get("last_created_at"))
+        if result.full_load and not markers_on(state):
+            start_markers(club.club_id, now=now)  # from now on intake marks what it writes
+        sel = records.select(full_load=result.full_load, today=today, scan=scan, markers=markers)
+        try:
+            status = _send(
+                club,
+                result,
+                sel,
+                records,
+                batch_id=result.batch_id,
+                created_at=created_at,
+                settings=settings,
+                now=now,
+                connecting=connecting,
+                look_for_stale=parts_possible(state),
+            )
+            if sel.scan and (status == "succeeded" or state.get("full_load_done")):
+                mark_records_committed(club.club_id)  # committed: every pending record has a marker again
+            return status
+        finally:
+            sel.close()
+    finally:
+        if connecting is not None:
+            connecting.close()  # unused (nothing to send, or the run failed first) or done with
 
 
 def _send(

@@ -96,18 +96,17 @@ def full_load_done(club_id: str) -> bool:
     return bool(read_state(club_id).get("full_load_done"))
 
 
-def reserve_created_at(club_id: str, started: datetime, *, last: datetime | None, uploading: bool = True) -> datetime:
+def reserve_created_at(club_id: str, started: datetime, *, last: datetime | None) -> datetime:
     """The attempt's CreatedAt (second precision): its start, or one second after ``last`` (the
     club's latest reserved one) if that is not earlier. Reserved at once: the next attempt's is
-    strictly later, also when this one fails. ``uploading``: the attempt may upload, so it may
-    leave ``.part`` files behind (``parts_possible``, in the same write)."""
+    strictly later, also when this one fails. Only an attempt that may upload reserves one, so the
+    same write says that it may leave ``.part`` files behind (``parts_possible``)."""
     created_at = started.replace(microsecond=0)
     if last is not None and created_at <= last:
         created_at = last + timedelta(seconds=1)
-    entity: dict = {"PartitionKey": club_id, "RowKey": STATE_ROW, "last_created_at": created_at}
-    if uploading:
-        entity["parts_possible"] = True
-    state_table().upsert(entity)
+    state_table().upsert(
+        {"PartitionKey": club_id, "RowKey": STATE_ROW, "last_created_at": created_at, "parts_possible": True}
+    )
     return created_at
 
 
