@@ -31,7 +31,9 @@ process, the SFTP server and Azurite.
 
 Reported: the night's wall time per C against the target (within 1.5× of N × latency ÷ C), p50/p95
 per club, storage operations per club, CPU seconds per club (the instances' and the timer's,
-what bounds the wall time on a machine with fewer cores than workers), peak memory per worker
+what bounds the wall time on a machine with fewer cores than workers), the machine's CPU seconds
+for the night and the **CPU floor** they set (CPU seconds ÷ cores: no night on this machine can be
+shorter, whatever the design), peak memory per worker
 (tracemalloc peak of one delta export of the largest club, with an in-process store).
 """
 
@@ -611,7 +613,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"        machine: {row['machine_cpu']:.1f} CPU-s used of {row['cores']} cores x {row['wall']:.1f} s "
                     f"= {row['cores'] * row['wall']:.1f} ({row['machine_cpu'] / (row['cores'] * row['wall']):.0%}; store process "
-                    f"{row['other_cpu']['store']:.1f} s, Azurite {row['other_cpu']['azurite']:.1f} s)",
+                    f"{row['other_cpu']['store']:.1f} s, Azurite {row['other_cpu']['azurite']:.1f} s); "
+                    f"CPU floor (the night's CPU-s / cores, the wall time at 100 % of every core) "
+                    f"{row['machine_cpu'] / row['cores']:.1f} s against the target's {row['target']:.1f} s",
                     flush=True,
                 )
                 print(
