@@ -97,6 +97,31 @@ def test_a_delta_run_logs_in_while_it_prepares_its_files(srv, monkeypatch):
     assert _until(lambda: not srv._conns)
 
 
+def test_a_delta_run_with_many_changes_connects_when_its_files_are_ready(srv, monkeypatch):
+    """Above ``CONNECT_AHEAD_MAX_MARKERS`` the preparation is long, so the connection would idle
+    through it: such a run connects after its files are written, as a full load does."""
+    club = register_club("club1", srv)
+    rec = _seed("club1")
+    assert export.export_club(club).status == "succeeded"
+    before = srv.connections
+    rec.upsert_persons(
+        [Person.model_validate(person(f"p{i}", serial=i + 1, female=bool(i % 2), first="Ny")) for i in (0, 1)]
+    )
+    monkeypatch.setattr(export, "CONNECT_AHEAD_MAX_MARKERS", 1)
+    ahead: list[object] = []
+    real_connecting = sftp.Connecting
+    monkeypatch.setattr(sftp, "Connecting", lambda *a, **kw: ahead.append(a) or real_connecting(*a, **kw))
+    r = export.export_club(club)
+    assert (r.status, r.persons) == ("succeeded", 2), r.error
+    assert ahead == [] and srv.connections == before + 1
+    monkeypatch.setattr(export, "CONNECT_AHEAD_MAX_MARKERS", 2)  # at the cap: ahead again
+    rec.upsert_persons(
+        [Person.model_validate(person(f"p{i}", serial=i + 1, female=bool(i % 2), first="Nyare")) for i in (0, 1)]
+    )
+    assert export.export_club(club).status == "succeeded"
+    assert len(ahead) == 1 and srv.connections == before + 2
+
+
 def test_a_run_with_nothing_to_send_leaves_no_connection_open(srv):
     """No dirty marker: no connection at all. A marker that names an unchanged record: the
     connection opened ahead is closed unused, and nothing reaches the server."""

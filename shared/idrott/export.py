@@ -71,6 +71,11 @@ log = logging.getLogger(__name__)
 
 _DIGIT_RUN = re.compile(r"\d{6}[-+]?\d{4}")
 
+#: A delta run with more dirty markers than this connects when its files are ready, as a full load
+#: does: its preparation takes long enough that the login's second no longer matters, and the
+#: connection would idle through it.
+CONNECT_AHEAD_MAX_MARKERS = 1_000
+
 
 def new_batch_id() -> str:
     """A UUID4 that contains no digit run a personnummer redactor would blank out of log lines
@@ -190,7 +195,7 @@ def _select_and_send(
     """A run that may send: reserve its CreatedAt, select, then :func:`_send`. A delta run (dirty
     ``markers`` read) logs in to the SFTP server meanwhile (:func:`_connect_ahead`)."""
     assert result.started_at is not None and result.batch_id is not None
-    connecting = _connect_ahead(club, settings) if markers else None
+    connecting = _connect_ahead(club, settings) if markers and len(markers) <= CONNECT_AHEAD_MAX_MARKERS else None
     try:
         # CreatedAt (second precision) is kept strictly increasing per club, failed attempts
         # included; the attempt tag (from the BatchId) makes every attempt's file names its own
@@ -288,9 +293,10 @@ def _log_skipped(club_id: str, batch_id: str, skipped: list[dict]) -> None:
 def _connect_ahead(club: Club, settings: Settings) -> Connecting:
     """Start the upload's SFTP connection now, in a thread of its own, so the server's login delay
     (a second or two for RF's) passes while the run reads its records and writes and checks its
-    files (:class:`shared.sftp.Connecting`). Only a delta run with dirty markers does this: it has
-    something to send, and little to prepare, so the connection waits only briefly. A full load or a
-    scan reads the whole club first, and connects when its files are ready."""
+    files (:class:`shared.sftp.Connecting`). Only a delta run with dirty markers (at most
+    :data:`CONNECT_AHEAD_MAX_MARKERS`) does this: it has something to send, and little to prepare,
+    so the connection waits only briefly. A full load or a scan reads the whole club first, and
+    connects when its files are ready."""
     from shared import sftp  # lazy: paramiko
 
     return sftp.Connecting(club.sftp_target(settings.IDROTTONLINE_REMOTE_DIR), settings=settings)
