@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,14 @@ def run_in_threads(target: Callable[[int], object], n: int) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``check`` until it returns something truthy or ``timeout`` passes; its last value.
+    A bound for work on another thread or process to show, never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

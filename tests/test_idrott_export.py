@@ -24,7 +24,7 @@ from tests.idrott_support import (
     xml_files,
     xml_root,
 )
-from tests.support import run_in_threads
+from tests.support import run_in_threads, wait_for
 
 
 @pytest.fixture
@@ -62,18 +62,6 @@ def test_first_run_full_load_then_nothing(srv):
     assert [x.status for x in runs] == ["empty", "succeeded"]  # newest first
 
 
-def _until(check, seconds: float = 10.0) -> bool:
-    """Poll ``check`` until true (a bound for the SFTP server's thread, not a timing assertion)."""
-    import time
-
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_a_delta_run_logs_in_while_it_prepares_its_files(srv, monkeypatch):
     """A delta run with changes opens its connection before it writes its files (the server's
     login delay overlaps the run's own work), and the upload uses that one connection."""
@@ -87,14 +75,14 @@ def test_a_delta_run_logs_in_while_it_prepares_its_files(srv, monkeypatch):
     real_build = export.build_files
 
     def build_files(*a, **kw):
-        logging_in.append(_until(lambda: srv.connections == before + 1))
+        logging_in.append(wait_for(lambda: srv.connections == before + 1))
         return real_build(*a, **kw)
 
     monkeypatch.setattr(export, "build_files", build_files)
     r = export.export_club(club)
     assert (r.status, r.persons) == ("succeeded", 1), r.error
     assert logging_in == [True] and srv.connections == before + 1
-    assert _until(lambda: not srv._conns)
+    assert wait_for(lambda: not srv._conns)
 
 
 def test_a_delta_run_with_many_changes_connects_when_its_files_are_ready(srv, monkeypatch):
@@ -136,7 +124,7 @@ def test_a_run_with_nothing_to_send_leaves_no_connection_open(srv):
     rec.t.submit([rec._marker(P, "p1", unchanged["exported_hash"])])
     r = export.export_club(club)
     assert r.status == "empty" and srv.connections == before + 1
-    assert _until(lambda: not srv._conns)
+    assert wait_for(lambda: not srv._conns)
     assert sorted(p.name for p in srv.root.iterdir()) == files
     assert rec.dirty_markers() == []
 

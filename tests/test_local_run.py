@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from devtools.azurite import Azurite
 from devtools.ports import PortInUse, free_port, port_in_use
 from devtools.run import SERVICES, LocalRun
 from tests.idrott_support import activities_by_id, persons_by_id, xml_root
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EPHEMERAL_HINT = "stop it or run `make run ARGS=--ephemeral` for free ports"
@@ -101,15 +102,6 @@ def local_run(tmp_path: Path, *args: str, state: Path | None = None) -> Iterator
     assert "stopping" in out.read_text()
 
 
-def _wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of running processes that contain ``text`` (Azurite's has its --location)."""
     found = []
@@ -174,11 +166,13 @@ def _walkthrough(info: dict[str, Any]) -> None:
         trace = added["traceId"]
         # the person verifies in the sandbox → queue messages → pump → Service Bus function → mirror
         assert http.post(f"{sandbox}/_sandbox/verifications/{trace}/complete").status_code == 200
-        confirmed = _wait_for(
+        confirmed = wait_for(
             lambda: (
                 http.get(f"{api}/nif/clubs/19428/membership-requests/{trace}", headers=fkey).json().get("status")
                 == "confirmed"
-            )
+            ),
+            timeout=15.0,
+            interval=0.2,
         )
         assert confirmed, "the membership request was not confirmed from the queue"
         members = http.get(f"{api}/nif/clubs/19428/members", headers=fkey).json()
@@ -246,7 +240,7 @@ def _walkthrough(info: dict[str, Any]) -> None:
             runs = http.get(f"{api}/idrottonline/clubs/{se}/exports", headers=fkey).json()["runs"]
             return runs if len(runs) == 3 and runs[0]["status"] != "running" else []
 
-        queued = _wait_for(third_run)
+        queued = wait_for(third_run, timeout=15.0, interval=0.2)
         assert queued and (queued[0]["trigger"], queued[0]["status"]) == ("manual", "empty")
         assert http.get(f"{api}/idrottonline/export/poison", headers=mkey).json()["items"] == []
 
@@ -265,7 +259,7 @@ def test_export_timer_ticks_through_the_host_when_asked_and_reset_starts_afresh(
             runs = httpx.get(f"{api}/idrottonline/clubs/{se}/exports", headers=fkey, timeout=20).json()["runs"]
             return [r for r in runs if r["trigger"] == "timer" and r["status"] != "running"]
 
-        ticked = _wait_for(timer_runs)
+        ticked = wait_for(timer_runs, timeout=15.0, interval=0.2)
         assert ticked and ticked[0]["status"] == "empty"  # nothing was sent in: the run had nothing to send
     assert "Export timer      on: the export timer function runs every 0.2 s" in run.out.read_text()
     assert (state / "azurite").is_dir()

@@ -11,6 +11,7 @@ import pytest
 
 from devtools.sftp_server import SftpServer
 from shared import sftp
+from tests.support import wait_for
 
 PASSWORD = "s3cret-Sftp-pass"
 
@@ -249,28 +250,18 @@ def test_openssh_sshd_smoke(tmp_path, monkeypatch):
 
 
 # ---- a connection opened ahead (shared.sftp.Connecting) ---------------------------------------------
-def _until(check, seconds: float = 10.0) -> bool:
-    """Poll ``check`` until true (a bound for the asyncssh thread, not a timing assertion)."""
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_a_connection_opened_ahead_is_the_uploads_only_connection(server, tmp_path):
     """The upload uses the connection opened ahead: one connection in all, whose login began
     before the files were handed over, and none left open afterwards."""
     server.auth_latency = 0.3
     opened = sftp.Connecting(_target(server))
-    assert _until(lambda: server.connections == 1)  # logging in while the caller prepares
+    assert wait_for(lambda: server.connections == 1)  # logging in while the caller prepares
     files = _files(tmp_path, 2)
     report = sftp.upload_files(_target(server), files, opened=opened)
     assert [f.name for f in report.files] == [name for _, name in files]
     assert (report.connections, server.connections) == (1, 1)
     opened.close()  # harmless after the upload
-    assert _until(lambda: not server._conns)
+    assert wait_for(lambda: not server._conns)
     assert sorted(p.name for p in server.root.iterdir()) == sorted(name for _, name in files)
 
 
@@ -278,12 +269,12 @@ def test_a_connection_opened_ahead_and_not_used_is_closed(server):
     """Closed while still logging in, or once open: the server is left with no session."""
     server.auth_latency = 0.5
     early = sftp.Connecting(_target(server))
-    assert _until(lambda: server.connections == 1)
+    assert wait_for(lambda: server.connections == 1)
     early.close()  # still in the login: closed as soon as it is open
     later = sftp.Connecting(_target(server))
     later._done.wait(10)
     later.close()
-    assert _until(lambda: not server._conns)
+    assert wait_for(lambda: not server._conns)
     assert list(server.root.iterdir()) == []
     with pytest.raises(sftp.SftpError):
         later.take()  # a closed connection is never handed out
